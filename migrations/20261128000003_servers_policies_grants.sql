@@ -36,12 +36,14 @@ create table tool_snapshot (
     -- SHA-256 over the snapshot's tool hashes, so an unchanged upstream is recognised cheaply.
     tools_hash       bytea not null check (length(tools_hash) = 32),
     pinned_by        uuid references app_user on delete set null,
+    -- Orders snapshots even when two are pinned in one transaction (same created_at).
+    pin_order        bigint generated always as identity,
     created_at       timestamptz not null default now(),
     foreign key (organisation_id, server_id) references server (organisation_id, server_id) on delete cascade,
     constraint tool_snapshot_organisation_key unique (organisation_id, tool_snapshot_id)
 );
 comment on table tool_snapshot is 'A pinned copy of a server''s tools/list; tools that differ from it are hidden until re-pinned.';
-create index tool_snapshot_latest on tool_snapshot (server_id, created_at desc);
+create index tool_snapshot_latest on tool_snapshot (server_id, pin_order desc);
 
 create table tool_snapshot_entry (
     tool_snapshot_entry_id uuid primary key default gen_random_uuid(),

@@ -417,7 +417,7 @@ pub async fn latest_pinned_tools(tx: &mut OrgTx, server: ServerId) -> Result<Vec
           and e.tool_snapshot_id = (
               select s.tool_snapshot_id from tool_snapshot s
               where s.organisation_id = $1 and s.server_id = $2
-              order by s.created_at desc, s.tool_snapshot_id
+              order by s.pin_order desc
               limit 1)
         order by e.tool_name
         "#,
