@@ -1,0 +1,6 @@
+//! The policy crate's integration tests: one binary, one module per concern.
+
+mod decide;
+mod properties;
+mod support;
+mod validate;
