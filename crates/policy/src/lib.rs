@@ -5,6 +5,8 @@
 //! so the same decision is reached on every gateway replica and in every test.
 #![forbid(unsafe_code)]
 
+pub mod risk;
 pub mod tools;
 
+pub use risk::{Risk, RiskClass, RiskLevel, Signal, SignalSource, classify};
 pub use tools::{Annotations, ToolDef, ToolListError, parse_tool_list};
