@@ -11,6 +11,8 @@ mod diagnostic;
 pub mod model;
 mod parse;
 mod pointer;
+mod recommend;
+pub mod risk;
 pub mod tools;
 
 pub use decide::{Call, Decision, Denial, LimitCheck, Proceed, Subject};
@@ -18,6 +20,8 @@ pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::{Action, Approval, DefaultAction, Op, Scope};
 pub use parse::MAX_DOCUMENT_BYTES;
 pub use pointer::Pointer;
+pub use recommend::{Recommendation, recommendation, recommended_policy};
+pub use risk::{Risk, RiskClass, RiskLevel, Signal, SignalSource, classify};
 pub use tools::{Annotations, ToolDef, ToolListError, parse_tool_list};
 
 /// A validated, compiled policy: ready to decide calls.

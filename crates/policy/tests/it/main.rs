@@ -2,5 +2,6 @@
 
 mod decide;
 mod properties;
+mod risk;
 mod support;
 mod validate;
