@@ -99,7 +99,8 @@ pub fn parse_tool_list(text: &str) -> Result<Vec<ToolDef>, ToolListError> {
         .iter()
         .enumerate()
         .map(|(index, tool)| {
-            serde_json::from_value(tool.clone()).map_err(|source| ToolListError::Tool { index, source })
+            serde_json::from_value(tool.clone())
+                .map_err(|source| ToolListError::Tool { index, source })
         })
         .collect()
 }

@@ -1,0 +1,7 @@
+//! The policy crate's integration tests: one binary, one module per concern.
+
+mod decide;
+mod properties;
+mod risk;
+mod support;
+mod validate;
