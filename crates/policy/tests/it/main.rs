@@ -2,6 +2,7 @@
 
 mod decide;
 mod properties;
+mod recommend;
 mod risk;
 mod support;
 mod validate;
