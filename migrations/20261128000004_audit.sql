@@ -10,6 +10,48 @@ create type audit_decision as enum (
 
 -- The head of each organisation's chains. Writers lock the row (`for update`) so that events of one
 -- organisation get gap-free, strictly increasing sequence numbers even with several ingesters.
+-- The viewer's search, for the transaction's own organisation only: returns the keys of one page
+-- of matching events, newest first. Why a function: under row-level security Postgres may not use
+-- an index for a condition whose operator is not leakproof (ILIKE is not), so a free-text search
+-- would scan every event of the organisation. Running as the owner lets the trigram index serve it,
+-- while `organisation_id = gatehouse_org_id()` keeps it to the organisation the caller's transaction
+-- is scoped to, exactly as the policy would. The caller fetches the rows themselves by these keys,
+-- under row-level security. EXECUTE plans each call for its actual arguments, so the
+-- `(p is null or …)` conditions fold away and each filter gets the index that fits it.
+create function gatehouse_audit_search(
+    p_from timestamptz, p_to timestamptz, p_server uuid, p_grant uuid, p_identity text, p_tool text,
+    p_decision text, p_pattern text, p_before timestamptz, p_before_id uuid, p_limit integer)
+returns table (audit_event_id uuid, occurred_at timestamptz)
+language plpgsql stable security definer set search_path = public, pg_temp
+as $fn$
+begin
+    if gatehouse_org_id() is null then
+        return;
+    end if;
+    return query execute $q$
+        select e.audit_event_id, e.occurred_at
+        from audit_event e
+        where e.organisation_id = $1
+          and ($2::timestamptz is null or e.occurred_at >= $2)
+          and ($3::timestamptz is null or e.occurred_at < $3)
+          and ($4::uuid is null or e.server_id = $4)
+          and ($5::uuid is null or e.access_grant_id = $5)
+          and ($6::text is null or e.identity = $6)
+          and ($7::text is null or e.tool_name = $7)
+          and ($8::text is null or e.decision = $8::audit_decision)
+          and ($9::text is null or e.message ilike $9)
+          and ($10::timestamptz is null or e.occurred_at <= $10)
+          and ($10::timestamptz is null or (e.occurred_at, e.audit_event_id) < ($10, $11::uuid))
+        order by e.occurred_at desc, e.audit_event_id desc
+        limit least($12, 500)
+    $q$
+    using gatehouse_org_id(), p_from, p_to, p_server, p_grant, p_identity, p_tool, p_decision, p_pattern,
+          p_before, p_before_id, p_limit;
+end
+$fn$;
+revoke all on function gatehouse_audit_search(timestamptz, timestamptz, uuid, uuid, text, text, text, text, timestamptz, uuid, integer) from public;
+grant execute on function gatehouse_audit_search(timestamptz, timestamptz, uuid, uuid, text, text, text, text, timestamptz, uuid, integer) to gatehouse_app;
+
 create table chain_head (
     organisation_id uuid not null references organisation on delete cascade,
     chain           text not null check (chain in ('audit', 'admin')),

@@ -560,29 +560,14 @@ pub async fn audit_page(
 ) -> Result<AuditPage> {
     let limit = limit.clamp(1, MAX_PAGE_SIZE);
     let org = tx.org();
-    force_custom_plans(tx.conn()).await?;
-    let rows = sqlx::query!(
+    // First the keys of the page, from the search function (see its comment in the migrations:
+    // it lets the indexes serve every filter, free text included), then the rows by their keys,
+    // under row-level security like every other read.
+    let keys = sqlx::query!(
         r#"
-        select audit_event_id, occurred_at, sequence, prev_hash, hash, server_id, access_grant_id,
-               identity, session_id, method, tool_name, arguments, decision::text as "decision!",
-               rule, message, policy_version, upstream_status, is_error, latency_us,
-               host(client_addr) as client_addr, user_agent
-        from audit_event
-        where organisation_id = $1
-          and ($2::timestamptz is null or occurred_at >= $2)
-          and ($3::timestamptz is null or occurred_at < $3)
-          and ($4::uuid is null or server_id = $4)
-          and ($5::uuid is null or access_grant_id = $5)
-          and ($6::text is null or identity = $6)
-          and ($7::text is null or tool_name = $7)
-          and ($8::text is null or decision = $8::audit_decision)
-          and ($9::text is null or message ilike $9)
-          and ($10::timestamptz is null or occurred_at <= $10)
-          and ($10::timestamptz is null or (occurred_at, audit_event_id) < ($10, $11::uuid))
-        order by occurred_at desc, audit_event_id desc
-        limit $12
+        select audit_event_id as "audit_event_id!", occurred_at as "occurred_at!"
+        from gatehouse_audit_search($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
         "#,
-        org.as_uuid(),
         filter.from,
         filter.to,
         filter.server.map(|s| s.as_uuid()),
@@ -593,7 +578,27 @@ pub async fn audit_page(
         filter.text.as_deref().map(like_pattern),
         cursor.map(|c| c.occurred_at),
         cursor.map(|c| c.audit_event_id),
-        limit,
+        limit as i32,
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    let ids: Vec<Uuid> = keys.iter().map(|k| k.audit_event_id).collect();
+    let times: Vec<OffsetDateTime> = keys.iter().map(|k| k.occurred_at).collect();
+    // Custom plans so that `occurred_at = any(…)` prunes to the partitions of this page.
+    force_custom_plans(tx.conn()).await?;
+    let rows = sqlx::query!(
+        r#"
+        select audit_event_id, occurred_at, sequence, prev_hash, hash, server_id, access_grant_id,
+               identity, session_id, method, tool_name, arguments, decision::text as "decision!",
+               rule, message, policy_version, upstream_status, is_error, latency_us,
+               host(client_addr) as client_addr, user_agent
+        from audit_event
+        where organisation_id = $1 and audit_event_id = any($2) and occurred_at = any($3)
+        order by occurred_at desc, audit_event_id desc
+        "#,
+        org.as_uuid(),
+        &ids,
+        &times,
     )
     .fetch_all(tx.conn())
     .await?;
