@@ -29,10 +29,19 @@ pub(crate) struct Options {
 
 impl Options {
     pub(crate) fn parse(args: &[&str]) -> anyhow::Result<Self> {
-        let mut o = Options { events: 10_000_000, iterations: 100, reseed: false, database: "gatehouse_bench".into() };
+        let mut o = Options {
+            events: 10_000_000,
+            iterations: 100,
+            reseed: false,
+            database: "gatehouse_bench".into(),
+        };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
-            let mut value = || it.next().copied().with_context(|| format!("{arg} needs a value"));
+            let mut value = || {
+                it.next()
+                    .copied()
+                    .with_context(|| format!("{arg} needs a value"))
+            };
             match *arg {
                 "--events" => o.events = value()?.replace('_', "").parse().context("--events")?,
                 "--iterations" => o.iterations = value()?.parse().context("--iterations")?,
@@ -41,7 +50,11 @@ impl Options {
                 other => bail!("unknown option {other}"),
             }
         }
-        if !o.database.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        if !o
+            .database
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
             bail!("--database must be lowercase letters, digits and _");
         }
         Ok(o)
@@ -49,19 +62,27 @@ impl Options {
 }
 
 pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
-    let admin_url =
-        std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+    let admin_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b);
     let url = format!("{base}/{}", o.database);
 
-    let mut admin = PgConnection::connect(&admin_url).await.context("connecting to DATABASE_URL")?;
-    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-        .bind(&o.database)
-        .fetch_one(&mut admin)
-        .await?;
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .context("connecting to DATABASE_URL")?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(&o.database)
+            .fetch_one(&mut admin)
+            .await?;
     let seeded = if exists && !o.reseed {
         let pool = PgPool::connect(&url).await?;
-        let n: Option<i64> = sqlx::query_scalar("select events from bench_meta").fetch_optional(&pool).await.unwrap_or(None);
+        let n: Option<i64> = sqlx::query_scalar("select events from bench_meta")
+            .fetch_optional(&pool)
+            .await
+            .unwrap_or(None);
         pool.close().await;
         n == Some(o.events)
     } else {
@@ -69,16 +90,32 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     };
     if !seeded {
         if exists {
-            admin.execute(sqlx::AssertSqlSafe(format!("drop database {} with (force)", o.database))).await?;
+            admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "drop database {} with (force)",
+                    o.database
+                )))
+                .await?;
         }
-        admin.execute(sqlx::AssertSqlSafe(format!("create database {}", o.database))).await?;
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "create database {}",
+                o.database
+            )))
+            .await?;
     }
     admin.close().await?;
 
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(&url).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await?;
     let store = Store::new(pool.clone(), Keyring::new(SealingKey::generate(1)));
     if seeded {
-        println!("reusing {} with {} events (--reseed to start over)", o.database, o.events);
+        println!(
+            "reusing {} with {} events (--reseed to start over)",
+            o.database, o.events
+        );
     } else {
         store.migrate().await?;
         seed(&pool, o.events).await?;
@@ -115,7 +152,8 @@ async fn seed(pool: &PgPool, events: i64) -> anyhow::Result<()> {
     .map(|r| (r.get(0), r.get(1)))
     .collect();
     for (name, _) in &indexes {
-        conn.execute(sqlx::AssertSqlSafe(format!("drop index {name}"))).await?;
+        conn.execute(sqlx::AssertSqlSafe(format!("drop index {name}")))
+            .await?;
     }
 
     let chunk = 1_000_000_i64;
@@ -162,13 +200,17 @@ async fn seed(pool: &PgPool, events: i64) -> anyhow::Result<()> {
         )))
         .await
         .with_context(|| format!("seeding events {from}..={to}"))?;
-        println!("seeded {to} events ({:.0} s)", started.elapsed().as_secs_f64());
+        println!(
+            "seeded {to} events ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
         from = to + 1;
     }
     for (name, def) in &indexes {
         let t = Instant::now();
         // pg_indexes shows a partitioned index as `ON ONLY parent`, which would build no partition's index.
-        conn.execute(sqlx::AssertSqlSafe(def.replacen(" ON ONLY ", " ON ", 1))).await?;
+        conn.execute(sqlx::AssertSqlSafe(def.replacen(" ON ONLY ", " ON ", 1)))
+            .await?;
         println!("rebuilt {name} ({:.0} s)", t.elapsed().as_secs_f64());
     }
     conn.execute(
@@ -182,19 +224,33 @@ async fn seed(pool: &PgPool, events: i64) -> anyhow::Result<()> {
     // One statement each: VACUUM refuses to run inside the implicit transaction of a multi-statement query.
     conn.execute("vacuum analyze audit_event").await?;
     conn.execute("vacuum analyze audit_hour_count").await?;
-    sqlx::query("insert into bench_meta values ($1)").bind(events).execute(&mut *conn).await?;
-    println!("seeded and indexed {events} events in {:.0} s", started.elapsed().as_secs_f64());
+    sqlx::query("insert into bench_meta values ($1)")
+        .bind(events)
+        .execute(&mut *conn)
+        .await?;
+    println!(
+        "seeded and indexed {events} events in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 fn org(o: i64) -> OrgId {
-    OrgId::from_uuid(Uuid::parse_str(&format!("00000000-0000-0000-0000-{o:012}")).expect("a valid UUID"))
+    OrgId::from_uuid(
+        Uuid::parse_str(&format!("00000000-0000-0000-0000-{o:012}")).expect("a valid UUID"),
+    )
 }
 fn server(o: i64, s: i64) -> ServerId {
-    ServerId::from_uuid(Uuid::parse_str(&format!("00000000-0000-0000-0001-{:012}", o * 100 + s)).expect("a valid UUID"))
+    ServerId::from_uuid(
+        Uuid::parse_str(&format!("00000000-0000-0000-0001-{:012}", o * 100 + s))
+            .expect("a valid UUID"),
+    )
 }
 fn grant(o: i64, g: i64) -> GrantId {
-    GrantId::from_uuid(Uuid::parse_str(&format!("00000000-0000-0000-0002-{:012}", o * 1000 + g)).expect("a valid UUID"))
+    GrantId::from_uuid(
+        Uuid::parse_str(&format!("00000000-0000-0000-0002-{:012}", o * 1000 + g))
+            .expect("a valid UUID"),
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -218,49 +274,196 @@ async fn measure(store: &Store, pool: &PgPool, iterations: usize) -> anyhow::Res
         .bind(deep_at)
         .fetch_one(pool)
         .await?;
-    let deep = AuditCursor { occurred_at: deep_at, audit_event_id: deep_id };
+    let deep = AuditCursor {
+        occurred_at: deep_at,
+        audit_event_id: deep_id,
+    };
 
     let queries: Vec<(&str, Query)> = vec![
-        ("first page, no filter", Query::Page(|_| AuditFilter::default(), None)),
-        ("server", Query::Page(|i| AuditFilter { server: Some(server(0, (i % 5) as i64)), ..Default::default() }, None)),
-        ("grant", Query::Page(|i| AuditFilter { grant: Some(grant(0, (i % 50) as i64)), ..Default::default() }, None)),
-        ("identity", Query::Page(|i| AuditFilter { identity: Some(format!("agent-{}", i % 50)), ..Default::default() }, None)),
-        ("tool", Query::Page(|i| AuditFilter { tool: Some(["reboot_device", "factory_reset", "get_parameter"][i % 3].into()), ..Default::default() }, None)),
-        ("decision = deny", Query::Page(|_| AuditFilter { decision: Some(AuditDecision::Deny), ..Default::default() }, None)),
-        ("decision = hidden (1 %)", Query::Page(|_| AuditFilter { decision: Some(AuditDecision::Hidden), ..Default::default() }, None)),
-        ("time range (1 day, 10 days ago)", Query::Page(|_| {
-            let to = OffsetDateTime::now_utc() - time::Duration::days(10);
-            AuditFilter { from: Some(to - time::Duration::days(1)), to: Some(to), ..Default::default() }
-        }, None)),
-        ("server + deny + 7 days", Query::Page(|i| AuditFilter {
-            server: Some(server(0, (i % 5) as i64)),
-            decision: Some(AuditDecision::Deny),
-            from: Some(OffsetDateTime::now_utc() - time::Duration::days(7)),
-            ..Default::default()
-        }, None)),
-        ("grant + tool + upstream_error", Query::Page(|i| AuditFilter {
-            grant: Some(grant(0, (i % 50) as i64)),
-            tool: Some("factory_reset".into()),
-            decision: Some(AuditDecision::UpstreamError),
-            ..Default::default()
-        }, None)),
-        ("deep keyset page (15 days back)", Query::Page(|_| AuditFilter::default(), Some(deep))),
-        ("deep keyset page + server", Query::Page(|i| AuditFilter { server: Some(server(0, (i % 5) as i64)), ..Default::default() }, Some(deep))),
-        ("text: common ('provisioning')", Query::Page(|_| AuditFilter { text: Some("provisioning".into()), ..Default::default() }, None)),
-        ("text: rare (one device)", Query::Page(|i| AuditFilter { text: Some(format!("00236A-{}).", 4242 + i * 5)), ..Default::default() }, None)),
-        ("text: no match", Query::Page(|_| AuditFilter { text: Some("no such message anywhere".into()), ..Default::default() }, None)),
-        ("hourly counts, 24 h", Query::Hourly(|_| AuditFilter::default(), time::Duration::hours(24))),
-        ("hourly counts, 30 days", Query::Hourly(|_| AuditFilter::default(), time::Duration::days(30))),
-        ("hourly counts, 7 days, server + deny", Query::Hourly(|i| AuditFilter {
-            server: Some(server(0, (i % 5) as i64)),
-            decision: Some(AuditDecision::Deny),
-            ..Default::default()
-        }, time::Duration::days(7))),
-        ("hourly counts, 24 h, tool (raw scan)", Query::Hourly(|_| AuditFilter { tool: Some("reboot_device".into()), ..Default::default() }, time::Duration::hours(24))),
+        (
+            "first page, no filter",
+            Query::Page(|_| AuditFilter::default(), None),
+        ),
+        (
+            "server",
+            Query::Page(
+                |i| AuditFilter {
+                    server: Some(server(0, (i % 5) as i64)),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ),
+        (
+            "grant",
+            Query::Page(
+                |i| AuditFilter {
+                    grant: Some(grant(0, (i % 50) as i64)),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ),
+        (
+            "identity",
+            Query::Page(
+                |i| AuditFilter {
+                    identity: Some(format!("agent-{}", i % 50)),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ),
+        (
+            "tool",
+            Query::Page(
+                |i| AuditFilter {
+                    tool: Some(["reboot_device", "factory_reset", "get_parameter"][i % 3].into()),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ),
+        (
+            "decision = deny",
+            Query::Page(
+                |_| AuditFilter {
+                    decision: Some(AuditDecision::Deny),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ),
+        (
+            "decision = hidden (1 %)",
+            Query::Page(
+                |_| AuditFilter {
+                    decision: Some(AuditDecision::Hidden),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ),
+        (
+            "time range (1 day, 10 days ago)",
+            Query::Page(
+                |_| {
+                    let to = OffsetDateTime::now_utc() - time::Duration::days(10);
+                    AuditFilter {
+                        from: Some(to - time::Duration::days(1)),
+                        to: Some(to),
+                        ..Default::default()
+                    }
+                },
+                None,
+            ),
+        ),
+        (
+            "server + deny + 7 days",
+            Query::Page(
+                |i| AuditFilter {
+                    server: Some(server(0, (i % 5) as i64)),
+                    decision: Some(AuditDecision::Deny),
+                    from: Some(OffsetDateTime::now_utc() - time::Duration::days(7)),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ),
+        (
+            "grant + tool + upstream_error",
+            Query::Page(
+                |i| AuditFilter {
+                    grant: Some(grant(0, (i % 50) as i64)),
+                    tool: Some("factory_reset".into()),
+                    decision: Some(AuditDecision::UpstreamError),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ),
+        (
+            "deep keyset page (15 days back)",
+            Query::Page(|_| AuditFilter::default(), Some(deep)),
+        ),
+        (
+            "deep keyset page + server",
+            Query::Page(
+                |i| AuditFilter {
+                    server: Some(server(0, (i % 5) as i64)),
+                    ..Default::default()
+                },
+                Some(deep),
+            ),
+        ),
+        (
+            "text: common ('provisioning')",
+            Query::Page(
+                |_| AuditFilter {
+                    text: Some("provisioning".into()),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ),
+        (
+            "text: rare (one device)",
+            Query::Page(
+                |i| AuditFilter {
+                    text: Some(format!("00236A-{}).", 4242 + i * 5)),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ),
+        (
+            "text: no match",
+            Query::Page(
+                |_| AuditFilter {
+                    text: Some("no such message anywhere".into()),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ),
+        (
+            "hourly counts, 24 h",
+            Query::Hourly(|_| AuditFilter::default(), time::Duration::hours(24)),
+        ),
+        (
+            "hourly counts, 30 days",
+            Query::Hourly(|_| AuditFilter::default(), time::Duration::days(30)),
+        ),
+        (
+            "hourly counts, 7 days, server + deny",
+            Query::Hourly(
+                |i| AuditFilter {
+                    server: Some(server(0, (i % 5) as i64)),
+                    decision: Some(AuditDecision::Deny),
+                    ..Default::default()
+                },
+                time::Duration::days(7),
+            ),
+        ),
+        (
+            "hourly counts, 24 h, tool (raw scan)",
+            Query::Hourly(
+                |_| AuditFilter {
+                    tool: Some("reboot_device".into()),
+                    ..Default::default()
+                },
+                time::Duration::hours(24),
+            ),
+        ),
     ];
 
-    println!("\n{iterations} runs each (after 3 warm-up runs), organisation with 80 % of the events, pages of {PAGE}:");
-    println!("{:<40} {:>9} {:>9} {:>9} {:>6}", "query", "p50 ms", "p95 ms", "max ms", "rows");
+    println!(
+        "\n{iterations} runs each (after 3 warm-up runs), organisation with 80 % of the events, pages of {PAGE}:"
+    );
+    println!(
+        "{:<40} {:>9} {:>9} {:>9} {:>6}",
+        "query", "p50 ms", "p95 ms", "max ms", "rows"
+    );
     let mut over = 0;
     for (name, query) in queries {
         let mut times = Vec::with_capacity(iterations);
@@ -269,8 +472,15 @@ async fn measure(store: &Store, pool: &PgPool, iterations: usize) -> anyhow::Res
             let t = Instant::now();
             let mut tx = store.begin(big).await?;
             rows = match query {
-                Query::Page(filter, cursor) => audit_page(&mut tx, &filter(i), cursor, PAGE).await?.events.len(),
-                Query::Hourly(filter, span) => audit_hourly_counts(&mut tx, now - span, now, &filter(i)).await?.len(),
+                Query::Page(filter, cursor) => audit_page(&mut tx, &filter(i), cursor, PAGE)
+                    .await?
+                    .events
+                    .len(),
+                Query::Hourly(filter, span) => {
+                    audit_hourly_counts(&mut tx, now - span, now, &filter(i))
+                        .await?
+                        .len()
+                }
             };
             tx.commit().await?;
             if i >= 3 {
@@ -279,7 +489,11 @@ async fn measure(store: &Store, pool: &PgPool, iterations: usize) -> anyhow::Res
         }
         times.sort();
         let pct = |p: f64| ms(times[((times.len() as f64 * p).ceil() as usize).saturating_sub(1)]);
-        let (p50, p95, max) = (pct(0.50), pct(0.95), ms(*times.last().expect("at least one run")));
+        let (p50, p95, max) = (
+            pct(0.50),
+            pct(0.95),
+            ms(*times.last().expect("at least one run")),
+        );
         let flag = if p95 > BUDGET_P95_MS {
             over += 1;
             "  OVER BUDGET"

@@ -14,7 +14,12 @@ use anyhow::{Context as _, bail};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["bench", "store", rest @ ..] => {
             let options = bench_store::Options::parse(rest)?;
             tokio::runtime::Builder::new_multi_thread()
