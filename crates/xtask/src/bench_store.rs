@@ -410,7 +410,7 @@ async fn measure(store: &Store, pool: &PgPool, iterations: usize) -> anyhow::Res
             "text: rare (one device)",
             Query::Page(
                 |i| AuditFilter {
-                    text: Some(format!("00236A-{}).", 4242 + i * 5)),
+                    text: Some(format!("00236A-{}).", 85 + 100 * i)),
                     ..Default::default()
                 },
                 None,
