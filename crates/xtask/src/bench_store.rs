@@ -410,7 +410,7 @@ async fn measure(store: &Store, pool: &PgPool, iterations: usize) -> anyhow::Res
             "text: rare (one device)",
             Query::Page(
                 |i| AuditFilter {
-                    text: Some(format!("00236A-{}).", 85 + 100 * i)),
+                    text: Some(format!("00236A-{}).", 86 + 100 * i)),
                     ..Default::default()
                 },
                 None,
