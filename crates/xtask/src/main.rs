@@ -2,7 +2,9 @@
 //!
 //! `cargo xtask bench store [--events N] [--iterations N] [--reseed]` seeds a dedicated database
 //! with N audit events (10 M by default) and times the audit viewer's queries through the `store`
-//! crate's own functions, printing p50/p95 per query against the 50 ms p95 budget.
+//! crate's own functions, printing p50/p95 per query against the 50 ms p95 budget. A seeded
+//! database is reused by later runs with the same N. For figures that reflect a release build of
+//! the services, run `cargo run --release -p xtask -- bench store`.
 //!
 //! This is tooling, never linked into the product. Its only SQL is the bulk seeding of the
 //! benchmark database (which the product never does); every measured query is the store's.
