@@ -254,10 +254,10 @@ impl Acs {
         } else if !add && present {
             tags.retain(|t| t != tag);
         }
-        if tags.is_empty() {
-            if let Value::Object(map) = &mut dev.doc {
-                map.remove("_tags");
-            }
+        if tags.is_empty()
+            && let Value::Object(map) = &mut dev.doc
+        {
+            map.remove("_tags");
         }
         Ok(())
     }

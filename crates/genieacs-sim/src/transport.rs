@@ -336,10 +336,10 @@ async fn handle_post(State(state): State<SimState>, headers: HeaderMap, body: By
         )
             .into_response()
     };
-    if let Some(sid) = new_session {
-        if let Ok(v) = HeaderValue::from_str(&sid) {
-            resp.headers_mut().insert(SESSION_HEADER, v);
-        }
+    if let Some(sid) = new_session
+        && let Ok(v) = HeaderValue::from_str(&sid)
+    {
+        resp.headers_mut().insert(SESSION_HEADER, v);
     }
     resp
 }
