@@ -24,6 +24,8 @@ enum Command {
     /// Inspect an MCP server's tools (offline; reads a saved `tools/list` answer).
     #[command(subcommand)]
     Tools(policy_cmd::ToolsCommand),
+    /// Serve a simulated GenieACS MCP server (fleet, tasks, faults) for demos, tests and benchmarks.
+    DemoUpstream(genieacs_sim::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Policy(cmd) => policy_cmd::run_policy(cmd),
         Command::Tools(cmd) => policy_cmd::run_tools(cmd),
+        Command::DemoUpstream(args) => serve(genieacs_sim::run(args)),
     };
     match result {
         Ok(code) => code,
@@ -39,4 +42,10 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs a long-lived service on a multi-threaded runtime until it stops or fails.
+fn serve(service: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Runtime::new()?.block_on(service)?;
+    Ok(ExitCode::SUCCESS)
 }
