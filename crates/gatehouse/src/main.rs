@@ -45,7 +45,9 @@ fn main() -> ExitCode {
 }
 
 /// Runs a long-lived service on a multi-threaded runtime until it stops or fails.
-fn serve(service: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<ExitCode> {
+fn serve(
+    service: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<ExitCode> {
     tokio::runtime::Runtime::new()?.block_on(service)?;
     Ok(ExitCode::SUCCESS)
 }
