@@ -11,8 +11,10 @@
 #![forbid(unsafe_code)]
 
 pub mod message;
+pub mod sse;
 
 pub use message::{Body, Id, Message, MessageError, OwnedId};
+pub use sse::{SseEvent, SseParser};
 
 /// JSON-RPC error codes the gateway reads or writes.
 pub mod code {
