@@ -10,9 +10,11 @@
 //! untouched. The protocol edge cases it relies on are written down in `README.md` beside it.
 #![forbid(unsafe_code)]
 
+pub mod headers;
 pub mod message;
 pub mod sse;
 
+pub use headers::Revision;
 pub use message::{Body, Id, Message, MessageError, OwnedId};
 pub use sse::{SseEvent, SseParser};
 
