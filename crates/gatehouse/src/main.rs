@@ -56,6 +56,8 @@ enum Command {
     /// Audit log maintenance.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Serve a simulated GenieACS MCP server (fleet, tasks, faults) for demos, tests and benchmarks.
+    DemoUpstream(genieacs_sim::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +200,7 @@ fn main() -> ExitCode {
     let offline = match cli.command {
         Command::Policy(PolicyCommand::Offline(cmd)) => policy_cmd::run_policy(cmd),
         Command::Tools(cmd) => policy_cmd::run_tools(cmd),
+        Command::DemoUpstream(args) => serve(genieacs_sim::run(args)),
         command => return run_with_store(command),
     };
     match offline {
@@ -221,4 +224,12 @@ fn run_with_store(command: Command) -> ExitCode {
         }
     };
     runtime.block_on(ops::run(command))
+}
+
+/// Runs a long-lived service on a multi-threaded runtime until it stops or fails.
+fn serve(
+    service: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Runtime::new()?.block_on(service)?;
+    Ok(ExitCode::SUCCESS)
 }

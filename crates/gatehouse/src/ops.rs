@@ -54,7 +54,9 @@ pub(crate) async fn run(command: Command) -> ExitCode {
         )
         | Command::Keys(KeysCommand::Rotate { store: s, .. })
         | Command::Audit(AuditCommand::Partitions { store: s, .. }) => s.json,
-        Command::Policy(PolicyCommand::Offline(_)) | Command::Tools(_) => {
+        Command::Policy(PolicyCommand::Offline(_))
+        | Command::Tools(_)
+        | Command::DemoUpstream(_) => {
             unreachable!("offline commands are run by main without a store")
         }
     };
@@ -326,7 +328,9 @@ async fn dispatch(command: Command) -> Outcome {
                 text,
             ))
         }
-        Command::Policy(PolicyCommand::Offline(_)) | Command::Tools(_) => {
+        Command::Policy(PolicyCommand::Offline(_))
+        | Command::Tools(_)
+        | Command::DemoUpstream(_) => {
             unreachable!("offline commands are run by main without a store")
         }
         Command::Audit(AuditCommand::Partitions {
