@@ -1,12 +1,16 @@
 //! The `gatehouse` binary: one executable, one subcommand per role. This file only parses the
-//! command line and dispatches; each command lives in its own module.
+//! command line and dispatches; each command lives in its own module (`policy_cmd` for the offline
+//! policy tools, `ops` for the operator commands over the store). It never contains SQL.
 #![forbid(unsafe_code)]
 
+mod config;
+mod ops;
 mod policy_cmd;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Gatehouse: a policy-enforcing gateway and control plane for MCP servers.
 #[derive(Debug, Parser)]
@@ -16,26 +20,190 @@ struct Cli {
     command: Command,
 }
 
+/// Options every store command shares.
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// Postgres URL of the control-plane database.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check, explain and recommend policies (offline; no database needed).
+    /// Apply database migrations and create the audit log's partitions ahead of time.
+    Migrate(#[command(flatten)] StoreArgs),
+    /// Organisations.
     #[command(subcommand)]
-    Policy(policy_cmd::PolicyCommand),
+    Org(OrgCommand),
+    /// Upstream MCP servers.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Check, explain and recommend policies (offline), and publish them (database).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Inspect an MCP server's tools (offline; reads a saved `tools/list` answer).
     #[command(subcommand)]
     Tools(policy_cmd::ToolsCommand),
     /// Serve a simulated GenieACS MCP server (fleet, tasks, faults) for demos, tests and benchmarks.
     DemoUpstream(genieacs_sim::Args),
+    /// Grants (bearer tokens for agents).
+    #[command(subcommand)]
+    Grant(GrantCommand),
+    /// Secret keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Audit log maintenance.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Create an organisation and print its id.
+    Create {
+        /// The organisation's name.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerCommand {
+    /// Register an upstream MCP server and print its id and proxy URL.
+    Add {
+        /// The organisation id.
+        #[arg(long, env = "GATEHOUSE_ORG")]
+        org: String,
+        /// A name unique within the organisation.
+        #[arg(long)]
+        name: String,
+        /// The upstream's Streamable HTTP URL.
+        #[arg(long)]
+        url: String,
+        /// A static header sent upstream, as 'Name: value' (repeatable); sealed at rest.
+        #[arg(long = "header", value_name = "'K: V'")]
+        headers: Vec<String>,
+        #[command(flatten)]
+        secrets: SecretArgs,
+        #[command(flatten)]
+        public: PublicUrlArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    #[command(flatten)]
+    Offline(policy_cmd::PolicyCommand),
+    /// Validate a policy document and publish it as the policy's next version.
+    Publish {
+        /// The server id.
+        #[arg(long)]
+        server: String,
+        /// The policy's name.
+        #[arg(long = "policy", default_value = "default")]
+        policy: String,
+        /// The policy document (JSON, comments allowed); `-` reads standard input.
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GrantCommand {
+    /// Mint a grant; prints its token once, and the proxy URL.
+    Mint {
+        /// The server id.
+        #[arg(long)]
+        server: String,
+        /// The identity the grant speaks for (noc-agent, alice-laptop).
+        #[arg(long)]
+        label: String,
+        /// The server's policy the grant follows.
+        #[arg(long = "policy", default_value = "default")]
+        policy: String,
+        /// How long the grant lives (e.g. 90d, 12h, 30m, 3600s, 2w); forever when absent.
+        #[arg(long)]
+        expires: Option<String>,
+        #[command(flatten)]
+        public: PublicUrlArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a grant; its token stops working at once.
+    Revoke {
+        /// The grant id.
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Re-seal every stored secret under the current key (GATEHOUSE_SECRET_KEY), opening old rows
+    /// with GATEHOUSE_PREVIOUS_SECRET_KEYS.
+    Rotate {
+        #[command(flatten)]
+        secrets: SecretArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Create the audit log's partitions ahead of time and, with --retain-days, drop whole
+    /// partitions older than that.
+    Partitions {
+        /// Keep this many days of audit events (whole days, UTC); keep everything when absent.
+        #[arg(long, env = "GATEHOUSE_AUDIT_RETAIN_DAYS")]
+        retain_days: Option<u32>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// The keys that seal secrets at rest.
+#[derive(Debug, Args)]
+struct SecretArgs {
+    /// 32 random bytes, base64: seals upstream credentials.
+    #[arg(long, env = "GATEHOUSE_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// The current key's version, recorded beside every row it seals.
+    #[arg(long, env = "GATEHOUSE_SECRET_KEY_VERSION", default_value = "1")]
+    secret_key_version: String,
+    /// Older keys still needed to open rows: 'VERSION:BASE64,VERSION:BASE64'.
+    #[arg(long, env = "GATEHOUSE_PREVIOUS_SECRET_KEYS", hide_env_values = true)]
+    previous_secret_keys: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct PublicUrlArgs {
+    /// The gateway's public base URL, used in proxy URLs.
+    #[arg(
+        long,
+        env = "GATEHOUSE_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    public_url: String,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Policy(cmd) => policy_cmd::run_policy(cmd),
+    let offline = match cli.command {
+        Command::Policy(PolicyCommand::Offline(cmd)) => policy_cmd::run_policy(cmd),
         Command::Tools(cmd) => policy_cmd::run_tools(cmd),
         Command::DemoUpstream(args) => serve(genieacs_sim::run(args)),
+        command => return run_with_store(command),
     };
-    match result {
+    match offline {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -50,4 +218,18 @@ fn serve(
 ) -> anyhow::Result<ExitCode> {
     tokio::runtime::Runtime::new()?.block_on(service)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_with_store(command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(ops::run(command))
 }

@@ -1,3 +1,4 @@
 //! Black-box tests of the `gatehouse` binary: run it as a user would and read what it prints.
 
 mod policy_cli;
+mod store_cli;

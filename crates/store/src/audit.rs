@@ -1,0 +1,931 @@
+//! The audit log: batch ingestion that extends each organisation's hash chain, the viewer's
+//! keyset-paginated reads and hourly counts, chain verification, and partition maintenance.
+//!
+//! The hash of an event is `SHA-256(prev_hash || canonical)` where `canonical` is the JSON array
+//! of the event's fields in a fixed order (objects with sorted keys, times as Unix microseconds).
+//! Everything hashed is exactly what the database stores and gives back, so a verifier reading
+//! rows recomputes the same bytes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool};
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::{AuditEventId, Error, GrantId, OrgId, OrgTx, Result, ServerId, Store};
+
+/// The hash every chain starts from.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+/// Partitions are kept this many days ahead of today.
+pub const PARTITION_DAYS_AHEAD: i32 = 14;
+/// The most rows one viewer page returns.
+pub const MAX_PAGE_SIZE: i64 = 500;
+
+/// What the gateway decided about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditDecision {
+    Allow,
+    Deny,
+    Hidden,
+    RateLimited,
+    ApprovalPending,
+    Approved,
+    UpstreamError,
+    /// A request the policy does not decide on (initialize, ping, notifications).
+    Passthrough,
+}
+
+impl AuditDecision {
+    pub const ALL: [AuditDecision; 8] = [
+        Self::Allow,
+        Self::Deny,
+        Self::Hidden,
+        Self::RateLimited,
+        Self::ApprovalPending,
+        Self::Approved,
+        Self::UpstreamError,
+        Self::Passthrough,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Hidden => "hidden",
+            Self::RateLimited => "rate_limited",
+            Self::ApprovalPending => "approval_pending",
+            Self::Approved => "approved",
+            Self::UpstreamError => "upstream_error",
+            Self::Passthrough => "passthrough",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| Error::invalid("decision", format!("unknown decision `{s}`")))
+    }
+}
+
+/// One event as the gateway reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAuditEvent {
+    /// The gateway's request id: ingesting the same event twice stores it once.
+    pub audit_event_id: AuditEventId,
+    pub organisation_id: OrgId,
+    /// Stored with microsecond precision; finer digits are dropped before hashing.
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    pub server_id: ServerId,
+    pub grant_id: GrantId,
+    pub identity: String,
+    pub session_id: Option<String>,
+    pub method: String,
+    pub tool_name: Option<String>,
+    /// Argument keys, and values where the policy records them (secrets already redacted).
+    /// Strings must not contain U+0000, which Postgres cannot store.
+    pub arguments: Value,
+    pub decision: AuditDecision,
+    pub rule: Option<String>,
+    pub message: Option<String>,
+    pub policy_version: Option<i32>,
+    pub upstream_status: Option<i32>,
+    pub is_error: Option<bool>,
+    pub latency_us: Option<i64>,
+    pub client_addr: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+/// One stored event, with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEvent {
+    #[serde(flatten)]
+    pub event: NewAuditEvent,
+    pub sequence: i64,
+    #[serde(serialize_with = "hex_serde")]
+    pub prev_hash: Vec<u8>,
+    #[serde(serialize_with = "hex_serde")]
+    pub hash: Vec<u8>,
+}
+
+fn hex_serde<S: serde::Serializer>(bytes: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&hex(bytes))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+pub(crate) fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    let micros = t.nanosecond() / 1_000 * 1_000;
+    t.replace_nanosecond(micros)
+        .expect("a truncated nanosecond is in range")
+}
+
+pub(crate) fn unix_micros(t: OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos() / 1_000
+}
+
+/// JSON with object keys sorted at every level, so equal values always give equal bytes whatever
+/// order the keys arrived in (Postgres `jsonb` reorders them).
+pub(crate) fn canonical_json(value: &Value) -> Vec<u8> {
+    fn write(value: &Value, out: &mut Vec<u8>) {
+        match value {
+            Value::Object(map) => {
+                let sorted: BTreeMap<&String, &Value> = map.iter().collect();
+                out.push(b'{');
+                for (i, (k, v)) in sorted.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend(serde_json::to_vec(k).expect("a string serialises"));
+                    out.push(b':');
+                    write(v, out);
+                }
+                out.push(b'}');
+            }
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(v, out);
+                }
+                out.push(b']');
+            }
+            scalar => out.extend(serde_json::to_vec(scalar).expect("a scalar serialises")),
+        }
+    }
+    let mut out = Vec::new();
+    write(value, &mut out);
+    out
+}
+
+pub(crate) fn link_hash(prev_hash: &[u8], canonical: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev_hash);
+    h.update(canonical);
+    h.finalize().into()
+}
+
+/// The canonical bytes of an audit event at `sequence` in its chain.
+pub fn canonical_audit_event(e: &NewAuditEvent, sequence: i64) -> Vec<u8> {
+    canonical_json(&json!([
+        "gatehouse-audit-v1",
+        e.audit_event_id,
+        e.organisation_id,
+        sequence,
+        unix_micros(e.occurred_at),
+        e.server_id,
+        e.grant_id,
+        e.identity,
+        e.session_id,
+        e.method,
+        e.tool_name,
+        e.arguments,
+        e.decision.as_str(),
+        e.rule,
+        e.message,
+        e.policy_version,
+        e.upstream_status,
+        e.is_error,
+        e.latency_us,
+        e.client_addr.map(|a| a.to_string()),
+        e.user_agent,
+    ]))
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Chain {
+    Audit,
+    Admin,
+}
+
+impl Chain {
+    fn as_str(self) -> &'static str {
+        match self {
+            Chain::Audit => "audit",
+            Chain::Admin => "admin",
+        }
+    }
+}
+
+pub(crate) struct ChainHead {
+    pub(crate) last_sequence: i64,
+    pub(crate) last_hash: Vec<u8>,
+}
+
+/// Locks the organisation's chain head for the rest of the transaction, creating it on first use.
+pub(crate) async fn lock_chain_head(tx: &mut OrgTx, chain: Chain) -> Result<ChainHead> {
+    let org = tx.org().as_uuid();
+    sqlx::query!(
+        r#"
+        insert into chain_head (organisation_id, chain) values ($1, $2)
+        on conflict (organisation_id, chain) do nothing
+        "#,
+        org,
+        chain.as_str(),
+    )
+    .execute(tx.conn())
+    .await?;
+    let row = sqlx::query!(
+        r#"
+        select last_sequence, last_hash from chain_head
+        where organisation_id = $1 and chain = $2
+        for update
+        "#,
+        org,
+        chain.as_str(),
+    )
+    .fetch_one(tx.conn())
+    .await?;
+    Ok(ChainHead {
+        last_sequence: row.last_sequence,
+        last_hash: row.last_hash,
+    })
+}
+
+pub(crate) async fn store_chain_head(
+    tx: &mut OrgTx,
+    chain: Chain,
+    sequence: i64,
+    hash: &[u8],
+) -> Result<()> {
+    let org = tx.org().as_uuid();
+    sqlx::query!(
+        r#"
+        update chain_head set last_sequence = $3, last_hash = $4, updated_at = now()
+        where organisation_id = $1 and chain = $2
+        "#,
+        org,
+        chain.as_str(),
+        sequence,
+        hash,
+    )
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// What a batch insert did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IngestReport {
+    pub inserted: u64,
+    /// Events already stored (same id and time), skipped: the ingester may retry a whole batch.
+    pub duplicates: u64,
+}
+
+impl Store {
+    /// Stores a batch of events, idempotently on their ids, extending each organisation's chain in
+    /// one transaction per organisation. Acknowledge the batch upstream only after this returns.
+    #[tracing::instrument(skip_all, fields(events = events.len()))]
+    pub async fn insert_audit_batch(&self, events: &[NewAuditEvent]) -> Result<IngestReport> {
+        let mut by_org: BTreeMap<OrgId, Vec<NewAuditEvent>> = BTreeMap::new();
+        for e in events {
+            let mut e = e.clone();
+            e.occurred_at = truncate_to_micros(e.occurred_at.to_offset(time::UtcOffset::UTC));
+            by_org.entry(e.organisation_id).or_default().push(e);
+        }
+        let mut report = IngestReport::default();
+        for (org, events) in by_org {
+            let mut tx = self.begin(org).await?;
+            let r = insert_org_batch(&mut tx, events).await?;
+            tx.commit().await?;
+            report.inserted += r.inserted;
+            report.duplicates += r.duplicates;
+        }
+        Ok(report)
+    }
+}
+
+async fn insert_org_batch(tx: &mut OrgTx, mut events: Vec<NewAuditEvent>) -> Result<IngestReport> {
+    let org = tx.org().as_uuid();
+    let total = events.len() as u64;
+    // Lock first: with the head held, no other writer can insert one of these ids concurrently,
+    // so "skip what is already stored" below is exact.
+    let head = lock_chain_head(tx, Chain::Audit).await?;
+
+    let ids: Vec<Uuid> = events.iter().map(|e| e.audit_event_id.as_uuid()).collect();
+    let times: Vec<OffsetDateTime> = events.iter().map(|e| e.occurred_at).collect();
+    let existing: HashSet<(Uuid, OffsetDateTime)> = sqlx::query!(
+        r#"
+        select audit_event_id, occurred_at from audit_event
+        where organisation_id = $1 and audit_event_id = any($2) and occurred_at = any($3)
+        "#,
+        org,
+        &ids,
+        &times,
+    )
+    .fetch_all(tx.conn())
+    .await?
+    .into_iter()
+    .map(|r| (r.audit_event_id, r.occurred_at))
+    .collect();
+    let mut seen = existing;
+    events.retain(|e| seen.insert((e.audit_event_id.as_uuid(), e.occurred_at)));
+    let inserted = events.len() as u64;
+    if events.is_empty() {
+        return Ok(IngestReport {
+            inserted: 0,
+            duplicates: total,
+        });
+    }
+
+    let first_day = events
+        .iter()
+        .map(|e| e.occurred_at.date())
+        .min()
+        .expect("non-empty");
+    let last_day = events
+        .iter()
+        .map(|e| e.occurred_at.date())
+        .max()
+        .expect("non-empty");
+    let span = (last_day - first_day).whole_days() + 1;
+    if span > 400 {
+        return Err(Error::Audit(format!(
+            "a batch may span at most 400 days, this one spans {span}"
+        )));
+    }
+    sqlx::query!(
+        "select gatehouse_audit_partition_ensure($1, $2)",
+        first_day,
+        span as i32
+    )
+    .fetch_all(tx.conn())
+    .await?;
+
+    let mut sequence = head.last_sequence;
+    let mut prev = head.last_hash;
+    let n = events.len();
+    let mut seqs = Vec::with_capacity(n);
+    let mut prevs = Vec::with_capacity(n);
+    let mut hashes = Vec::with_capacity(n);
+    for e in &events {
+        sequence += 1;
+        let hash = link_hash(&prev, &canonical_audit_event(e, sequence)).to_vec();
+        seqs.push(sequence);
+        prevs.push(std::mem::replace(&mut prev, hash.clone()));
+        hashes.push(hash);
+    }
+    let col =
+        |f: &dyn Fn(&NewAuditEvent) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
+    let ids: Vec<Uuid> = events.iter().map(|e| e.audit_event_id.as_uuid()).collect();
+    let times: Vec<OffsetDateTime> = events.iter().map(|e| e.occurred_at).collect();
+    let servers: Vec<Uuid> = events.iter().map(|e| e.server_id.as_uuid()).collect();
+    let grants: Vec<Uuid> = events.iter().map(|e| e.grant_id.as_uuid()).collect();
+    let identities: Vec<String> = events.iter().map(|e| e.identity.clone()).collect();
+    let sessions = col(&|e| e.session_id.clone());
+    let methods: Vec<String> = events.iter().map(|e| e.method.clone()).collect();
+    let tools = col(&|e| e.tool_name.clone());
+    let arguments: Vec<Value> = events.iter().map(|e| e.arguments.clone()).collect();
+    let decisions: Vec<String> = events
+        .iter()
+        .map(|e| e.decision.as_str().to_owned())
+        .collect();
+    let rules = col(&|e| e.rule.clone());
+    let messages = col(&|e| e.message.clone());
+    let versions: Vec<Option<i32>> = events.iter().map(|e| e.policy_version).collect();
+    let statuses: Vec<Option<i32>> = events.iter().map(|e| e.upstream_status).collect();
+    let is_errors: Vec<Option<bool>> = events.iter().map(|e| e.is_error).collect();
+    let latencies: Vec<Option<i64>> = events.iter().map(|e| e.latency_us).collect();
+    let addrs = col(&|e| e.client_addr.map(|a| a.to_string()));
+    let agents = col(&|e| e.user_agent.clone());
+
+    sqlx::query!(
+        r#"
+        insert into audit_event (
+            audit_event_id, organisation_id, occurred_at, sequence, prev_hash, hash, server_id,
+            access_grant_id, identity, session_id, method, tool_name, arguments, decision, rule,
+            message, policy_version, upstream_status, is_error, latency_us, client_addr, user_agent)
+        select e.id, $1, e.occurred_at, e.seq, e.prev_hash, e.hash, e.server_id, e.grant_id,
+               e.identity, e.session_id, e.method, e.tool_name, e.arguments, e.decision::audit_decision,
+               e.rule, e.message, e.policy_version, e.upstream_status, e.is_error, e.latency_us,
+               e.client_addr::inet, e.user_agent
+        from unnest($2::uuid[], $3::timestamptz[], $4::int8[], $5::bytea[], $6::bytea[], $7::uuid[],
+                    $8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[],
+                    $14::text[], $15::text[], $16::text[], $17::int4[], $18::int4[], $19::bool[],
+                    $20::int8[], $21::text[], $22::text[])
+             as e(id, occurred_at, seq, prev_hash, hash, server_id, grant_id, identity, session_id,
+                  method, tool_name, arguments, decision, rule, message, policy_version,
+                  upstream_status, is_error, latency_us, client_addr, user_agent)
+        "#,
+        org,
+        &ids,
+        &times,
+        &seqs,
+        &prevs,
+        &hashes,
+        &servers,
+        &grants,
+        &identities,
+        &sessions as &[Option<String>],
+        &methods,
+        &tools as &[Option<String>],
+        &arguments,
+        &decisions,
+        &rules as &[Option<String>],
+        &messages as &[Option<String>],
+        &versions as &[Option<i32>],
+        &statuses as &[Option<i32>],
+        &is_errors as &[Option<bool>],
+        &latencies as &[Option<i64>],
+        &addrs as &[Option<String>],
+        &agents as &[Option<String>],
+    )
+    .execute(tx.conn())
+    .await?;
+
+    sqlx::query!(
+        r#"
+        insert into audit_hour_count (organisation_id, hour, server_id, decision, event_count)
+        select $1::uuid, date_trunc('hour', x.t, 'UTC'), x.s, x.d::audit_decision, count(*)
+        from unnest($2::timestamptz[], $3::uuid[], $4::text[]) as x(t, s, d)
+        group by 1, 2, 3, 4
+        on conflict (organisation_id, hour, server_id, decision)
+        do update set event_count = audit_hour_count.event_count + excluded.event_count
+        "#,
+        org,
+        &times,
+        &servers,
+        &decisions,
+    )
+    .execute(tx.conn())
+    .await?;
+
+    store_chain_head(tx, Chain::Audit, sequence, &prev).await?;
+    Ok(IngestReport {
+        inserted,
+        duplicates: total - inserted,
+    })
+}
+
+/// The viewer's filters; every field narrows the result, `None` means "any".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// Inclusive lower bound.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub from: Option<OffsetDateTime>,
+    /// Exclusive upper bound.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub to: Option<OffsetDateTime>,
+    pub server: Option<ServerId>,
+    pub grant: Option<GrantId>,
+    pub identity: Option<String>,
+    pub tool: Option<String>,
+    pub decision: Option<AuditDecision>,
+    /// Case-insensitive substring of the event's message.
+    pub text: Option<String>,
+}
+
+/// Where a page ends: the (time, id) of its last row. Opaque to clients as a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditCursor {
+    pub occurred_at: OffsetDateTime,
+    pub audit_event_id: Uuid,
+}
+
+impl AuditCursor {
+    pub fn encode(&self) -> String {
+        format!(
+            "{}_{}",
+            unix_micros(self.occurred_at),
+            self.audit_event_id.simple()
+        )
+    }
+
+    pub fn decode(s: &str) -> Result<Self> {
+        let bad = || Error::invalid("cursor", "not a cursor from a previous page");
+        let (micros, id) = s.split_once('_').ok_or_else(bad)?;
+        let micros: i128 = micros.parse().map_err(|_| bad())?;
+        let occurred_at =
+            OffsetDateTime::from_unix_timestamp_nanos(micros * 1_000).map_err(|_| bad())?;
+        let audit_event_id = Uuid::parse_str(id).map_err(|_| bad())?;
+        Ok(Self {
+            occurred_at,
+            audit_event_id,
+        })
+    }
+}
+
+/// One page of events, newest first, and the cursor for the next (older) page if there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    pub next: Option<AuditCursor>,
+}
+
+fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// Forces a plan made for the actual filter values: a cached generic plan of the catch-all
+/// `($n is null or col = $n)` query would ignore the index that fits the filters in use.
+async fn force_custom_plans(conn: &mut PgConnection) -> Result<()> {
+    sqlx::raw_sql("set local plan_cache_mode = force_custom_plan")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A page of the organisation's audit log, newest first, by keyset (never by offset).
+#[tracing::instrument(skip(tx))]
+pub async fn audit_page(
+    tx: &mut OrgTx,
+    filter: &AuditFilter,
+    cursor: Option<AuditCursor>,
+    limit: i64,
+) -> Result<AuditPage> {
+    let limit = limit.clamp(1, MAX_PAGE_SIZE);
+    let org = tx.org();
+    // First the keys of the page, from the search function (see its comment in the migrations:
+    // it lets the indexes serve every filter, free text included), then the rows by their keys,
+    // under row-level security like every other read.
+    let keys = sqlx::query!(
+        r#"
+        select audit_event_id as "audit_event_id!", occurred_at as "occurred_at!"
+        from gatehouse_audit_search($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        "#,
+        filter.from,
+        filter.to,
+        filter.server.map(|s| s.as_uuid()),
+        filter.grant.map(|g| g.as_uuid()),
+        filter.identity.as_deref(),
+        filter.tool.as_deref(),
+        filter.decision.map(AuditDecision::as_str),
+        filter.text.as_deref().map(like_pattern),
+        cursor.map(|c| c.occurred_at),
+        cursor.map(|c| c.audit_event_id),
+        limit as i32,
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    let ids: Vec<Uuid> = keys.iter().map(|k| k.audit_event_id).collect();
+    let times: Vec<OffsetDateTime> = keys.iter().map(|k| k.occurred_at).collect();
+    // Custom plans so that `occurred_at = any(…)` prunes to the partitions of this page.
+    force_custom_plans(tx.conn()).await?;
+    let rows = sqlx::query!(
+        r#"
+        select audit_event_id, occurred_at, sequence, prev_hash, hash, server_id, access_grant_id,
+               identity, session_id, method, tool_name, arguments, decision::text as "decision!",
+               rule, message, policy_version, upstream_status, is_error, latency_us,
+               host(client_addr) as client_addr, user_agent
+        from audit_event
+        where organisation_id = $1 and audit_event_id = any($2) and occurred_at = any($3)
+        order by occurred_at desc, audit_event_id desc
+        "#,
+        org.as_uuid(),
+        &ids,
+        &times,
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    let events = rows
+        .into_iter()
+        .map(|r| {
+            Ok(AuditEvent {
+                event: NewAuditEvent {
+                    audit_event_id: AuditEventId::from_uuid(r.audit_event_id),
+                    organisation_id: org,
+                    occurred_at: r.occurred_at,
+                    server_id: ServerId::from_uuid(r.server_id),
+                    grant_id: GrantId::from_uuid(r.access_grant_id),
+                    identity: r.identity,
+                    session_id: r.session_id,
+                    method: r.method,
+                    tool_name: r.tool_name,
+                    arguments: r.arguments,
+                    decision: AuditDecision::parse(&r.decision)?,
+                    rule: r.rule,
+                    message: r.message,
+                    policy_version: r.policy_version,
+                    upstream_status: r.upstream_status,
+                    is_error: r.is_error,
+                    latency_us: r.latency_us,
+                    client_addr: r.client_addr.and_then(|a| a.parse().ok()),
+                    user_agent: r.user_agent,
+                },
+                sequence: r.sequence,
+                prev_hash: r.prev_hash,
+                hash: r.hash,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let next = (events.len() as i64 == limit).then(|| {
+        let last = events.last().expect("a full page has a last row");
+        AuditCursor {
+            occurred_at: last.event.occurred_at,
+            audit_event_id: last.event.audit_event_id.as_uuid(),
+        }
+    });
+    Ok(AuditPage { events, next })
+}
+
+/// Events per hour and decision, for the viewer's chart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HourlyCount {
+    #[serde(with = "time::serde::rfc3339")]
+    pub hour: OffsetDateTime,
+    pub decision: AuditDecision,
+    pub count: i64,
+}
+
+/// Counts per hour (UTC) and decision within `[from, to)` matching `filter`. Filters on time,
+/// server and decision read the hourly rollup; any other filter counts the matching events.
+#[tracing::instrument(skip(tx))]
+pub async fn audit_hourly_counts(
+    tx: &mut OrgTx,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    filter: &AuditFilter,
+) -> Result<Vec<HourlyCount>> {
+    let org = tx.org().as_uuid();
+    force_custom_plans(tx.conn()).await?;
+    let rollup_suffices = filter.grant.is_none()
+        && filter.identity.is_none()
+        && filter.tool.is_none()
+        && filter.text.is_none();
+    let rows: Vec<(OffsetDateTime, String, i64)> = if rollup_suffices {
+        sqlx::query!(
+            r#"
+            select hour, decision::text as "decision!", sum(event_count)::int8 as "count!"
+            from audit_hour_count
+            where organisation_id = $1
+              and hour >= date_trunc('hour', $2::timestamptz, 'UTC') and hour < $3
+              and ($4::uuid is null or server_id = $4)
+              and ($5::text is null or decision = $5::audit_decision)
+            group by hour, decision
+            order by hour, decision
+            "#,
+            org,
+            from,
+            to,
+            filter.server.map(|s| s.as_uuid()),
+            filter.decision.map(AuditDecision::as_str),
+        )
+        .fetch_all(tx.conn())
+        .await?
+        .into_iter()
+        .map(|r| (r.hour, r.decision, r.count))
+        .collect()
+    } else {
+        sqlx::query!(
+            r#"
+            select date_trunc('hour', occurred_at, 'UTC') as "hour!", decision::text as "decision!",
+                   count(*) as "count!"
+            from audit_event
+            where organisation_id = $1
+              and occurred_at >= $2 and occurred_at < $3
+              and ($4::uuid is null or server_id = $4)
+              and ($5::uuid is null or access_grant_id = $5)
+              and ($6::text is null or identity = $6)
+              and ($7::text is null or tool_name = $7)
+              and ($8::text is null or decision = $8::audit_decision)
+              and ($9::text is null or message ilike $9)
+            group by 1, 2
+            order by 1, 2
+            "#,
+            org,
+            from,
+            to,
+            filter.server.map(|s| s.as_uuid()),
+            filter.grant.map(|g| g.as_uuid()),
+            filter.identity.as_deref(),
+            filter.tool.as_deref(),
+            filter.decision.map(AuditDecision::as_str),
+            filter.text.as_deref().map(like_pattern),
+        )
+        .fetch_all(tx.conn())
+        .await?
+        .into_iter()
+        .map(|r| (r.hour, r.decision, r.count))
+        .collect()
+    };
+    rows.into_iter()
+        .map(|(hour, decision, count)| {
+            Ok(HourlyCount {
+                hour,
+                decision: AuditDecision::parse(&decision)?,
+                count,
+            })
+        })
+        .collect()
+}
+
+/// The outcome of recomputing an organisation's audit chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// Events checked.
+    pub checked: u64,
+    /// The sequence the stored chain starts at: above 1 when retention dropped older partitions.
+    pub first_sequence: Option<i64>,
+    /// The first problem found, if any; verification stops there.
+    pub problem: Option<ChainProblem>,
+}
+
+/// Where and how the chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChainProblem {
+    /// The event's fields no longer give its stored hash: it was altered.
+    Altered { sequence: i64, audit_event_id: Uuid },
+    /// The event does not link to its predecessor: something was inserted or re-chained here.
+    Inserted { sequence: i64, audit_event_id: Uuid },
+    /// Sequence numbers `from..=to` are missing: events were removed.
+    Removed { from: i64, to: i64 },
+}
+
+/// Recomputes the organisation's audit chain from its oldest stored event and reports the first
+/// event that was altered, inserted or removed (including removals at the end, against the head).
+#[tracing::instrument(skip(tx))]
+pub async fn verify_audit_chain(tx: &mut OrgTx) -> Result<ChainReport> {
+    let org = tx.org();
+    let head = sqlx::query!(
+        "select last_sequence from chain_head where organisation_id = $1 and chain = 'audit'",
+        org.as_uuid()
+    )
+    .fetch_optional(tx.conn())
+    .await?
+    .map_or(0, |r| r.last_sequence);
+    let mut report = ChainReport {
+        checked: 0,
+        first_sequence: None,
+        problem: None,
+    };
+    let mut expected_seq: Option<i64> = None;
+    let mut prev_hash: Option<Vec<u8>> = None;
+    let mut after = 0_i64;
+    loop {
+        let rows = sqlx::query!(
+            r#"
+            select audit_event_id, occurred_at, sequence, prev_hash, hash, server_id, access_grant_id,
+                   identity, session_id, method, tool_name, arguments, decision::text as "decision!",
+                   rule, message, policy_version, upstream_status, is_error, latency_us,
+                   host(client_addr) as client_addr, user_agent
+            from audit_event
+            where organisation_id = $1 and sequence > $2
+            order by sequence
+            limit 5000
+            "#,
+            org.as_uuid(),
+            after,
+        )
+        .fetch_all(tx.conn())
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.sequence;
+        for r in rows {
+            let event = NewAuditEvent {
+                audit_event_id: AuditEventId::from_uuid(r.audit_event_id),
+                organisation_id: org,
+                occurred_at: r.occurred_at,
+                server_id: ServerId::from_uuid(r.server_id),
+                grant_id: GrantId::from_uuid(r.access_grant_id),
+                identity: r.identity,
+                session_id: r.session_id,
+                method: r.method,
+                tool_name: r.tool_name,
+                arguments: r.arguments,
+                decision: AuditDecision::parse(&r.decision)?,
+                rule: r.rule,
+                message: r.message,
+                policy_version: r.policy_version,
+                upstream_status: r.upstream_status,
+                is_error: r.is_error,
+                latency_us: r.latency_us,
+                client_addr: r.client_addr.and_then(|a| a.parse().ok()),
+                user_agent: r.user_agent,
+            };
+            report.first_sequence.get_or_insert(r.sequence);
+            let id = r.audit_event_id;
+            if let Some(expected) = expected_seq {
+                if r.sequence > expected {
+                    report.problem = Some(ChainProblem::Removed {
+                        from: expected,
+                        to: r.sequence - 1,
+                    });
+                    return Ok(report);
+                }
+                if r.sequence < expected {
+                    report.problem = Some(ChainProblem::Inserted {
+                        sequence: r.sequence,
+                        audit_event_id: id,
+                    });
+                    return Ok(report);
+                }
+            }
+            if prev_hash.as_ref().is_some_and(|p| *p != r.prev_hash)
+                || (r.sequence == 1 && r.prev_hash != GENESIS_HASH)
+            {
+                report.problem = Some(ChainProblem::Inserted {
+                    sequence: r.sequence,
+                    audit_event_id: id,
+                });
+                return Ok(report);
+            }
+            if link_hash(&r.prev_hash, &canonical_audit_event(&event, r.sequence)) != r.hash[..] {
+                report.problem = Some(ChainProblem::Altered {
+                    sequence: r.sequence,
+                    audit_event_id: id,
+                });
+                return Ok(report);
+            }
+            report.checked += 1;
+            expected_seq = Some(r.sequence + 1);
+            prev_hash = Some(r.hash);
+        }
+    }
+    let next = expected_seq.unwrap_or(1);
+    if head >= next {
+        report.problem = Some(ChainProblem::Removed {
+            from: next,
+            to: head,
+        });
+    }
+    Ok(report)
+}
+
+/// Creates the daily partitions from yesterday to [`PARTITION_DAYS_AHEAD`] days ahead that are
+/// missing; returns the names created. Run by `migrate` and periodically by the ingester.
+pub async fn ensure_partitions_ahead(pool: &PgPool) -> Result<Vec<String>> {
+    let yesterday = OffsetDateTime::now_utc()
+        .date()
+        .previous_day()
+        .expect("not the first day of time");
+    ensure_partitions(pool, yesterday, PARTITION_DAYS_AHEAD + 2).await
+}
+
+/// Creates the missing daily partitions for `days` days from `from`; returns the names created.
+pub async fn ensure_partitions(pool: &PgPool, from: Date, days: i32) -> Result<Vec<String>> {
+    let rows = sqlx::query!(
+        r#"select gatehouse_audit_partition_ensure($1, $2) as "name!""#,
+        from,
+        days
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
+/// Retention: drops every daily partition wholly before `before` (and its hourly counts);
+/// returns the names dropped. Needs the table owner's rights, not the application role's.
+pub async fn drop_partitions_before(pool: &PgPool, before: Date) -> Result<Vec<String>> {
+    let rows = sqlx::query!(
+        r#"select gatehouse_audit_partition_drop_before($1) as "name!""#,
+        before
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let a = serde_json::json!({"b": 1, "a": {"y": [1, {"d": 0, "c": 1}], "x": null}});
+        assert_eq!(
+            canonical_json(&a),
+            br#"{"a":{"x":null,"y":[1,{"c":1,"d":0}]},"b":1}"#.to_vec()
+        );
+    }
+
+    #[test]
+    fn cursor_round_trips() {
+        let c = AuditCursor {
+            occurred_at: truncate_to_micros(OffsetDateTime::now_utc()),
+            audit_event_id: Uuid::new_v4(),
+        };
+        assert_eq!(AuditCursor::decode(&c.encode()).unwrap(), c);
+        assert!(AuditCursor::decode("nonsense").is_err());
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("50%_a\\"), "%50\\%\\_a\\\\%");
+    }
+}
