@@ -213,10 +213,11 @@ pub fn decode_value(value: &str) -> Option<Cow<'_, str>> {
 /// Encodes a value the way a client must: plain when it is visible ASCII and spaces without
 /// leading or trailing whitespace and does not look like the sentinel; `=?base64?…?=` otherwise.
 pub fn encode_value(value: &str) -> Cow<'_, str> {
+    let looks_encoded = value.starts_with(SENTINEL_PREFIX) && value.ends_with(SENTINEL_SUFFIX);
     let plain = value.bytes().all(|b| (0x20..=0x7e).contains(&b))
         && !value.starts_with(' ')
         && !value.ends_with(' ')
-        && !(value.starts_with(SENTINEL_PREFIX) && value.ends_with(SENTINEL_SUFFIX));
+        && !looks_encoded;
     if plain {
         Cow::Borrowed(value)
     } else {

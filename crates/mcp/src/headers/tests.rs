@@ -2,7 +2,10 @@ use super::*;
 use crate::message::{Body, parse};
 use serde_json::json;
 
-fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+/// Header name and raw value pairs, as a test writes them.
+type Pairs<'a> = [(&'a str, &'a [u8])];
+
+fn headers(pairs: &Pairs<'_>) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in pairs {
         map.append(
@@ -94,7 +97,7 @@ fn mirrored_headers() {
     let list = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#;
     let notification = r#"{"jsonrpc":"2.0","method":"notifications/whatever"}"#;
     let ok = "ok";
-    let cases: &[(&str, &str, &[(&str, &[u8])], &str)] = &[
+    let cases: &[(&str, &str, &Pairs<'_>, &str)] = &[
         (
             "all agree",
             call,
@@ -249,7 +252,8 @@ fn param_headers() {
         ("mcp-param-dry-run", b"true"),
         ("mcp-param-host", b"=?base64?aMOp?="),
     ];
-    let cases: Vec<(&str, Value, Vec<(&str, &[u8])>, &str)> = vec![
+    type Case<'a> = (&'a str, Value, Vec<(&'a str, &'a [u8])>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         ("all present and equal", full.clone(), all.to_vec(), ok),
         (
             "integers compare numerically",
