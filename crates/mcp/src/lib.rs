@@ -12,10 +12,12 @@
 
 pub mod headers;
 pub mod message;
+pub mod reply;
 pub mod sse;
 
 pub use headers::Revision;
 pub use message::{Body, Id, Message, MessageError, OwnedId};
+pub use reply::Reply;
 pub use sse::{SseEvent, SseParser};
 
 /// JSON-RPC error codes the gateway reads or writes.
