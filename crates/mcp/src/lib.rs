@@ -14,6 +14,7 @@ pub mod headers;
 pub mod message;
 pub mod reply;
 pub mod sse;
+pub mod tools_list;
 
 pub use headers::Revision;
 pub use message::{Body, Id, Message, MessageError, OwnedId};

@@ -475,10 +475,17 @@ fn parse_arguments(raw: &RawValue) -> Result<Value, ErrorKind> {
     if !raw.get().starts_with('{') {
         return Err(ErrorKind::ArgumentsNotObject);
     }
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    UniqueKeys.deserialize(&mut de).map_err(|e| {
+    value_with_unique_keys(raw.get()).map_err(|e| {
         ErrorKind::InvalidParams(format!("params.arguments: {}", without_position(&e)))
     })
+}
+
+/// Parses JSON text into a `Value`, refusing objects with a repeated key (see [`UniqueKeys`]).
+pub(crate) fn value_with_unique_keys(text: &str) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = UniqueKeys.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
 }
 
 /// Builds a `Value` like serde_json does, but refuses an object with a repeated key: the policy
