@@ -36,7 +36,9 @@ fn unchanged_list_is_the_original_bytes() {
 
 #[test]
 fn cases() {
-    let cases: &[(&str, &str, &[&str], Result<&str, ToolsListError>)] = &[
+    /// (case, response, tools to hide, expected bytes or error)
+    type Case<'a> = (&'a str, &'a str, &'a [&'a str], Result<&'a str, ToolsListError>);
+    let cases: &[Case<'_>] = &[
         (
             "all removed",
             r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"x"}]}}"#,
