@@ -13,6 +13,7 @@
 pub mod headers;
 pub mod message;
 pub mod reply;
+pub mod session;
 pub mod sse;
 pub mod tools_list;
 

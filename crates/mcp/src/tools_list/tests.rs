@@ -37,7 +37,12 @@ fn unchanged_list_is_the_original_bytes() {
 #[test]
 fn cases() {
     /// (case, response, tools to hide, expected bytes or error)
-    type Case<'a> = (&'a str, &'a str, &'a [&'a str], Result<&'a str, ToolsListError>);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+        Result<&'a str, ToolsListError>,
+    );
     let cases: &[Case<'_>] = &[
         (
             "all removed",
