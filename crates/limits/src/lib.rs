@@ -27,8 +27,8 @@ mod window;
 
 pub use error::Error;
 pub use in_process::{Clock, InProcessLimiter, ManualClock, MonotonicClock};
-pub use policy::LimitCheck;
 pub use in_redis::{RedisConfig, RedisLimiter};
+pub use policy::LimitCheck;
 
 /// The largest `max` a counter may have; the policy validator enforces the same bound.
 pub const MAX_LIMIT: u32 = 1_000_000;

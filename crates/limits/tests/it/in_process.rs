@@ -68,7 +68,11 @@ async fn many_tasks_never_admit_more_than_max_in_any_window() {
     let admitted_at = admitted_at.lock().unwrap();
     let most = most_in_any_window(&admitted_at, 1_000);
     assert!(most <= MAX as usize, "{most} admitted within one window");
-    assert!(admitted_at.len() >= 2 * MAX as usize, "only {}", admitted_at.len());
+    assert!(
+        admitted_at.len() >= 2 * MAX as usize,
+        "only {}",
+        admitted_at.len()
+    );
 }
 
 /// Counters whose admissions have all left their window are dropped, and past `max_counters`

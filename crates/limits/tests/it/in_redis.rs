@@ -60,8 +60,7 @@ async fn two_replicas_never_admit_more_than_max_in_any_window() {
     let mut tasks = Vec::new();
     for task in 0..200 {
         let limiter = replicas[task % 2].clone();
-        let (calls, admitted_at, refusals) =
-            (calls.clone(), admitted_at.clone(), refusals.clone());
+        let (calls, admitted_at, refusals) = (calls.clone(), admitted_at.clone(), refusals.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 match limiter.consume(&calls[..]).await.expect("Redis answers") {
@@ -92,7 +91,10 @@ async fn two_replicas_never_admit_more_than_max_in_any_window() {
         "only {} admitted in 4 s",
         admitted_at.len()
     );
-    assert!(refusals > 1_000, "the counter was under pressure ({refusals} refusals)");
+    assert!(
+        refusals > 1_000,
+        "the counter was under pressure ({refusals} refusals)"
+    );
 }
 
 /// Counters vanish by themselves: their keys expire one window (plus a quantum) after the last
@@ -108,7 +110,11 @@ async fn idle_counters_expire() {
 
     let _kept = admitted(limiter.consume(&calls).await.unwrap());
     for key in [&counts, &quanta] {
-        let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut con).await.unwrap();
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
         assert!((1..=1_001).contains(&ttl), "{key} expires in {ttl} ms");
     }
     tokio::time::sleep(Duration::from_millis(1_050)).await;
@@ -179,8 +185,15 @@ async fn unreachable_redis_is_an_error_quickly() {
     let err = RedisLimiter::connect("redis://127.0.0.1:1", RedisConfig::default())
         .await
         .expect_err("nothing listens on port 1");
-    assert!(matches!(err, Error::Unavailable(_) | Error::Timeout(_)), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        matches!(err, Error::Unavailable(_) | Error::Timeout(_)),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 
     let err = RedisLimiter::connect("http://example.com", RedisConfig::default())
         .await
@@ -210,7 +223,10 @@ async fn redis_going_away_fails_closed_then_recovers() {
             .consume(&calls)
             .await
             .expect_err("no Redis, no admission");
-        assert!(matches!(err, Error::Unavailable(_) | Error::Timeout(_)), "{err}");
+        assert!(
+            matches!(err, Error::Unavailable(_) | Error::Timeout(_)),
+            "{err}"
+        );
         assert!(
             started.elapsed() < Duration::from_millis(450),
             "failed after {:?}",

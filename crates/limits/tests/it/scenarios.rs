@@ -43,7 +43,11 @@ pub(crate) async fn slides_across_bucket_edges(env: &mut Env) {
     );
     // Early in the next second: a fixed window would admit three more here.
     let early = env.pass_until_into_second(50).await;
-    assert_eq!(early / 1000, late / 1000 + 1, "moved on by exactly one second");
+    assert_eq!(
+        early / 1000,
+        late / 1000 + 1,
+        "moved on by exactly one second"
+    );
     let refusal = refused(env.consume(&calls).await);
     let now = env.now_ms().await;
     let first_leaves = admitted_at[0] + 1000;
@@ -54,7 +58,11 @@ pub(crate) async fn slides_across_bucket_edges(env: &mut Env) {
         admitted_at[0]
     );
     if !env.is_real_time() {
-        assert_eq!(refusal.retry_after_ms, first_leaves - now, "exact with a 1 s window");
+        assert_eq!(
+            refusal.retry_after_ms,
+            first_leaves - now,
+            "exact with a 1 s window"
+        );
     }
     // Once the oldest has left, there is room again.
     env.pass(refusal.retry_after_ms + if env.is_real_time() { 5 } else { 0 })
@@ -79,7 +87,10 @@ pub(crate) async fn all_counters_or_none(env: &mut Env) {
         let _ = admitted(env.consume(&[a.clone(), b.clone()]).await);
     }
     let refusal = refused(env.consume(&[a.clone(), b.clone()]).await);
-    assert_eq!(refusal.index, 1, "both are full; `b` (an hour) stays full longest");
+    assert_eq!(
+        refusal.index, 1,
+        "both are full; `b` (an hour) stays full longest"
+    );
     assert!(refusal.retry_after_ms > 3_000_000);
 }
 

@@ -112,8 +112,7 @@ impl Env {
     pub(crate) async fn now_ms(&mut self) -> u64 {
         match &mut self.clock {
             TestClock::Redis(con) => {
-                let (secs, micros): (u64, u64) =
-                    redis::cmd("TIME").query_async(con).await.unwrap();
+                let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(con).await.unwrap();
                 secs * 1000 + micros / 1000
             }
             TestClock::Manual(clock) => limits::Clock::now_ms(clock),
