@@ -43,11 +43,14 @@ pub(crate) enum Lookup {
 /// The most grants cached at once; beyond it the cache is emptied (it only ever saves reads).
 const MAX_ENTRIES: usize = 100_000;
 
+/// Token hash → (when loaded, view).
+type Entries = HashMap<[u8; 32], (Instant, Arc<GrantView>)>;
+
 #[derive(Debug)]
 pub(crate) struct ConfigCache {
     ttl: Duration,
     generation: AtomicU64,
-    entries: Mutex<HashMap<[u8; 32], (Instant, Arc<GrantView>)>>,
+    entries: Mutex<Entries>,
 }
 
 impl ConfigCache {

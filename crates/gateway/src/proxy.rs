@@ -399,19 +399,18 @@ async fn post(
     // 2026-07-28 mirrors the method and target into headers; a gateway that decided on the body
     // while the upstream routed on the headers would be bypassed, so any disagreement is refused
     // (also when an older revision's client sends the headers anyway).
-    if revision.mirrors_headers()
+    if (revision.mirrors_headers()
         || headers.contains_key(MCP_METHOD)
-        || headers.contains_key(MCP_NAME)
+        || headers.contains_key(MCP_NAME))
+        && let Err(mismatch) = mcp::headers::check_mirrored_headers(headers, &message)
     {
-        if let Err(mismatch) = mcp::headers::check_mirrored_headers(headers, &message) {
-            let why = mismatch.to_string();
-            return Ok(reject(
-                gw,
-                ctx,
-                reply::header_mismatch(message.id(), &mismatch),
-                why,
-            ));
-        }
+        let why = mismatch.to_string();
+        return Ok(reject(
+            gw,
+            ctx,
+            reply::header_mismatch(message.id(), &mismatch),
+            why,
+        ));
     }
     if let Some(r) = &mut ctx.record {
         r.method = message.method().map(str::to_owned);
@@ -697,10 +696,8 @@ async fn forward(
     let inner = &gw.inner;
     let settings = &inner.settings;
     let mut out = mcp::headers::forwardable_request_headers(headers);
-    if let Some(session) = session {
-        if let Some(value) = mcp::headers::header_value(&session.upstream_session_id) {
-            out.insert(MCP_SESSION_ID, value);
-        }
+    if let Some(value) = session.and_then(|s| mcp::headers::header_value(&s.upstream_session_id)) {
+        out.insert(MCP_SESSION_ID, value);
     }
     // The server's own credentials, after the client's headers so they always win.
     for (name, value) in &view.upstream_headers {
@@ -870,10 +867,8 @@ async fn forward(
                         UpstreamFailure::BadResponse,
                     ));
                 }
-                if matches!(expect, Expect::Call { .. }) {
-                    if let Some(r) = &mut ctx.record {
-                        r.is_error = result_is_error(&bytes);
-                    }
+                if let (Expect::Call { .. }, Some(r)) = (&expect, &mut ctx.record) {
+                    r.is_error = result_is_error(&bytes);
                 }
                 bytes
             }

@@ -154,13 +154,13 @@ impl InProcessLimiter {
                 continue; // A counter that does not exist yet admits the call.
             };
             counter.trim(now, c.window_secs);
-            if let Some(wait) = counter.wait_ms(now, c.window_secs, c.max) {
-                if refusal.is_none_or(|r| wait > r.retry_after_ms) {
-                    refusal = Some(Refusal {
-                        index,
-                        retry_after_ms: wait,
-                    });
-                }
+            if let Some(wait) = counter.wait_ms(now, c.window_secs, c.max)
+                && refusal.is_none_or(|r| wait > r.retry_after_ms)
+            {
+                refusal = Some(Refusal {
+                    index,
+                    retry_after_ms: wait,
+                });
             }
         }
         if let Some(r) = refusal {

@@ -5,19 +5,25 @@
 //! within one process). A call that consumes several counters is admitted only if all of them
 //! admit it, and then consumes a slot on each, atomically: with Redis in one script run, one round
 //! trip. An admitted call holds a [`Reservation`]; if the call never reached the upstream, the
-//! caller hands it back with [`Limiter::refund`] and exactly that slot is freed.
+//! caller hands it back with [`Limiter::refund`] and exactly that call's slots are freed.
 //!
 //! It must never admit a call it could not check: every failure (Redis unreachable, a timeout, an
 //! answer it does not understand, a check it cannot enforce) is an [`Error`], and the gateway turns
 //! every error into a refusal. A refund that fails leaves the slot taken, which errs the same way.
+//! It never reads a replica's clock for shared counters (replicas' clocks disagree; Redis's is the
+//! one clock), and never keeps counts that grow with `max`.
 //!
-//! How (see `window.rs` for the arithmetic): each counter is a log of admissions over time, kept
-//! as counts per *quantum* of `window / 1000` (one millisecond per second of window). A count is
+//! How (`window.rs` has the arithmetic): each counter is a log of admissions over time, kept as
+//! counts per *quantum* of `window / 1000` (one millisecond per second of window). A count is
 //! taken to cover its whole quantum, so an admission stays counted until the *end* of its quantum
 //! has left the window. That over-counts by at most one quantum (0.1 % of the window: 60 ms of a
-//! minute) and never under-counts, so the guarantee holds exactly, while a counter never holds
-//! more than 1,001 quanta whatever its `max`. Time is the Redis server's clock (`TIME` inside the
-//! script), so replicas with skewed clocks agree; the in-process limiter uses a monotonic clock.
+//! minute, exact to the millisecond for a one-second window) and never under-counts, so the
+//! guarantee holds exactly, while a counter never holds more than 1,001 quanta whatever its `max`.
+//! Time is the Redis server's clock (`TIME` inside the script), so replicas with skewed clocks
+//! agree; the in-process limiter uses a monotonic clock, injectable for tests ([`ManualClock`]).
+//!
+//! Redis must run with `maxmemory-policy noeviction` (its default): a counter evicted under
+//! memory pressure would forget its admissions.
 #![forbid(unsafe_code)]
 
 mod error;

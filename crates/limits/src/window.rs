@@ -1,5 +1,5 @@
-//! The sliding window's arithmetic, shared by the in-process limiter and mirrored line for line
-//! by the Redis script (`consume.lua`, `refund.lua`).
+//! The sliding window's arithmetic: the in-process limiter runs this code, and the Redis scripts
+//! (`consume.lua`, `refund.lua`) compute the same formulas in Lua.
 //!
 //! A counter is a log of admissions. Instead of one entry per admission (memory growing with
 //! `max`), it keeps one count per *quantum* of time: `window_secs` milliseconds, i.e. a

@@ -37,6 +37,8 @@ pub struct SseParser {
     skip_lf: bool,
     /// No line of the stream has been parsed yet (for the byte order mark).
     first_line: bool,
+    /// The event being read starts with the LF of a CRLF whose CR ended the previous event.
+    lf_remnant: bool,
     pending: Pending,
     max_event_bytes: usize,
     failed: bool,
@@ -73,6 +75,8 @@ pub struct SseEvent {
     /// forward it.
     pub terminated: bool,
     has_fields: bool,
+    /// `raw` starts with the LF of a CRLF split from the previous event.
+    lf_remnant: bool,
 }
 
 impl SseEvent {
@@ -111,16 +115,54 @@ impl SseEvent {
         }
     }
 
-    /// The same event with other data (a filtered `tools/list` result, say): its id, event type
-    /// and retry are kept; comments are dropped.
+    /// The same event with other data (a filtered `tools/list` result, say), to forward in its
+    /// place: its id, event type and retry are kept (in that order), comments and unknown fields
+    /// are dropped, and its line ends are the original's (CRLF, LF or CR), including the halves of
+    /// a CRLF split with its neighbours, so the bytes around it still fit.
     pub fn with_data(&self, data: &str) -> Result<Bytes, EncodeError> {
-        encode(&OutgoingEvent {
-            id: self.id.as_deref(),
-            event: self.event.as_deref(),
-            retry: self.retry,
-            data,
-        })
-        .map(Bytes::from)
+        let body = if self.lf_remnant {
+            &self.raw[1..]
+        } else {
+            &self.raw[..]
+        };
+        // Line ends as the original's: the blank line ends as it did (a lone CR stays a lone CR,
+        // whose LF, if the chunk split a CRLF there, starts the next event's bytes), and every
+        // other line as the original's last line did. Those two never merged into one line end
+        // in the original, so they cannot here.
+        let blank_end: &[u8] = if body.ends_with(b"\r\n") {
+            b"\r\n"
+        } else if body.ends_with(b"\r") {
+            b"\r"
+        } else {
+            b"\n"
+        };
+        let lines = &body[..body.len().saturating_sub(blank_end.len())];
+        let line_end = if lines.ends_with(b"\r\n") {
+            "\r\n"
+        } else if lines.ends_with(b"\r") {
+            "\r"
+        } else if lines.ends_with(b"\n") {
+            "\n"
+        } else {
+            std::str::from_utf8(blank_end).unwrap_or("\n")
+        };
+        let mut out = Vec::with_capacity(data.len() + 64);
+        if self.lf_remnant {
+            out.push(b'\n');
+        }
+        encode_into(
+            &mut out,
+            &OutgoingEvent {
+                id: self.id.as_deref(),
+                event: self.event.as_deref(),
+                retry: self.retry,
+                data,
+            },
+            line_end,
+        )?;
+        out.truncate(out.len() - line_end.len());
+        out.extend_from_slice(blank_end);
+        Ok(Bytes::from(out))
     }
 }
 
@@ -144,6 +186,7 @@ impl SseParser {
             line_start: 0,
             skip_lf: false,
             first_line: true,
+            lf_remnant: false,
             pending: Pending::default(),
             max_event_bytes,
             failed: false,
@@ -166,6 +209,10 @@ impl SseParser {
                 match self.buf.get(scan) {
                     None => break,
                     Some(b'\n') => {
+                        // At the start of the buffer, the CR ended the previous event.
+                        if scan == 0 {
+                            self.lf_remnant = true;
+                        }
                         scan += 1;
                         self.line_start = scan;
                     }
@@ -192,7 +239,9 @@ impl SseParser {
                     self.failed = true;
                     return Err(too_large);
                 }
-                events.push(std::mem::take(&mut self.pending).into_event(raw, true));
+                let mut event = std::mem::take(&mut self.pending).into_event(raw, true);
+                event.lf_remnant = std::mem::take(&mut self.lf_remnant);
+                events.push(event);
                 self.line_start = 0;
                 scan = 0;
             } else {
@@ -237,9 +286,9 @@ impl SseParser {
         let raw = self.buf.split().freeze();
         self.line_start = 0;
         self.skip_lf = false;
-        Ok(Some(
-            std::mem::take(&mut self.pending).into_event(raw, terminated),
-        ))
+        let mut event = std::mem::take(&mut self.pending).into_event(raw, terminated);
+        event.lf_remnant = std::mem::take(&mut self.lf_remnant);
+        Ok(Some(event))
     }
 
     /// Bytes held for the event being read.
@@ -299,6 +348,7 @@ impl Pending {
             comments: self.comments,
             terminated,
             has_fields: self.has_fields,
+            lf_remnant: false,
         }
     }
 }
@@ -330,13 +380,23 @@ pub enum EncodeError {
 /// Encodes one event, ending with a blank line. Lines end with LF.
 pub fn encode(event: &OutgoingEvent<'_>) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(event.data.len() + 32);
+    encode_into(&mut out, event, "\n")?;
+    Ok(out)
+}
+
+fn encode_into(
+    out: &mut Vec<u8>,
+    event: &OutgoingEvent<'_>,
+    line_end: &str,
+) -> Result<(), EncodeError> {
+    let line_end = line_end.as_bytes();
     if let Some(id) = event.id {
         if id.contains(['\r', '\n', '\0']) {
             return Err(EncodeError::BadId);
         }
         out.extend_from_slice(b"id: ");
         out.extend_from_slice(id.as_bytes());
-        out.push(b'\n');
+        out.extend_from_slice(line_end);
     }
     if let Some(kind) = event.event {
         if kind.contains(['\r', '\n']) {
@@ -344,18 +404,19 @@ pub fn encode(event: &OutgoingEvent<'_>) -> Result<Vec<u8>, EncodeError> {
         }
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(kind.as_bytes());
-        out.push(b'\n');
+        out.extend_from_slice(line_end);
     }
     if let Some(retry) = event.retry {
-        out.extend_from_slice(format!("retry: {retry}\n").as_bytes());
+        out.extend_from_slice(format!("retry: {retry}").as_bytes());
+        out.extend_from_slice(line_end);
     }
     for line in split_lines(event.data) {
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
+        out.extend_from_slice(line_end);
     }
-    out.push(b'\n');
-    Ok(out)
+    out.extend_from_slice(line_end);
+    Ok(())
 }
 
 /// One `event: message` event carrying a JSON-RPC message, as MCP servers send them.

@@ -66,7 +66,7 @@ async fn tokens_are_checked(pool: PgPool) {
     .unwrap();
     tx.commit().await.unwrap();
     let short = minted.token.expose().clone();
-    assert_eq!(Session::open(&url, &short).await.id.is_empty(), false);
+    assert!(!Session::open(&url, &short).await.id.is_empty());
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert_eq!(
         post(&url, Some(&short), CALL, &[]).await.status,

@@ -268,9 +268,9 @@ impl Answer {
         if ct.starts_with("text/event-stream") {
             self.body
                 .lines()
+                .rev()
                 .filter_map(|l| l.strip_prefix("data:"))
-                .filter_map(|d| serde_json::from_str::<Value>(d.trim_start()).ok())
-                .last()
+                .find_map(|d| serde_json::from_str::<Value>(d.trim_start()).ok())
                 .unwrap_or_else(|| panic!("no JSON event in: {}", self.body))
         } else {
             serde_json::from_str(&self.body)

@@ -440,6 +440,46 @@ proptest! {
         }
     }
 
+    /// An event rewritten with `with_data` fits its neighbours however the stream was chunked:
+    /// rewriting every data event with new data gives the same bytes for every chunking, and
+    /// those bytes parse to the original events with the new data.
+    #[test]
+    fn rewritten_events_fit_whatever_the_chunking(
+        lines in prop::collection::vec((stream_piece(), line_end()), 0..24),
+        sizes in prop::collection::vec(1usize..9, 1..8),
+    ) {
+        let mut input = String::new();
+        for (line, end) in &lines {
+            input.push_str(line);
+            input.push_str(end);
+        }
+        let rewrite = |events: &[SseEvent]| -> Vec<u8> {
+            events
+                .iter()
+                .flat_map(|e| match &e.data {
+                    Some(_) if e.terminated => e.with_data("new").unwrap().to_vec(),
+                    _ => e.raw().to_vec(),
+                })
+                .collect()
+        };
+        let whole = rewrite(&parse_chunked(input.as_bytes(), &[usize::MAX]).unwrap());
+        let chunked = rewrite(&parse_chunked(input.as_bytes(), &sizes).unwrap());
+        prop_assert_eq!(&whole, &chunked);
+        let reparsed = parse_chunked(&whole, &[usize::MAX]).unwrap();
+        let original = parse_chunked(input.as_bytes(), &[usize::MAX]).unwrap();
+        let with_data: Vec<(Option<String>, Option<String>, Option<String>)> = original
+            .iter()
+            .filter(|e| e.data.is_some() && e.terminated)
+            .map(|e| (e.id.clone(), e.event.clone(), Some("new".to_owned())))
+            .collect();
+        let reparsed_data: Vec<(Option<String>, Option<String>, Option<String>)> = reparsed
+            .iter()
+            .filter(|e| e.data.is_some() && e.terminated)
+            .map(|e| (e.id.clone(), e.event.clone(), e.data.clone()))
+            .collect();
+        prop_assert_eq!(with_data, reparsed_data);
+    }
+
     /// Arbitrary bytes in arbitrary chunks: never a panic, and the bytes still add up.
     #[test]
     fn arbitrary_bytes_never_panic(
