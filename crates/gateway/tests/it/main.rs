@@ -4,6 +4,7 @@
 mod auth;
 mod concurrency;
 mod config;
+mod conformance;
 mod enforce;
 mod hostile;
 mod peers;

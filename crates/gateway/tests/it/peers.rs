@@ -1,17 +1,11 @@
 //! The seed scenario driven by the TypeScript SDK's client (`tests/peers/gateway-seed.mjs`).
 
-use std::path::PathBuf;
-
 use gateway::Settings;
 use genieacs_sim::SimConfig;
 use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::support::*;
-
-fn peers_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers")
-}
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn sdk_client_seed_scenario(pool: PgPool) {

@@ -529,3 +529,106 @@ impl Drop for Relay {
         self.task.abort();
     }
 }
+
+/// A pass-through in front of a gateway that adds `Authorization: Bearer <token>` to every request
+/// and forwards everything else as it came (the conformance suite cannot send the header).
+pub(crate) async fn bearer_adding_proxy(
+    target: String,
+    token: String,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use futures_util::TryStreamExt as _;
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let (client, target, token) = (client.clone(), target.clone(), token.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let mut headers = parts.headers.clone();
+            headers.remove(http::header::CONNECTION);
+            headers.remove(http::header::TRANSFER_ENCODING);
+            headers.remove(http::header::CONTENT_LENGTH);
+            headers.insert(
+                http::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().expect("header"),
+            );
+            let body = reqwest::Body::wrap_stream(body.into_data_stream());
+            let upstream = client
+                .request(parts.method, target)
+                .headers(headers)
+                .body(body)
+                .send()
+                .await;
+            match upstream {
+                Ok(response) => {
+                    let mut out = http::Response::builder().status(response.status());
+                    for (k, v) in response.headers() {
+                        if k != http::header::TRANSFER_ENCODING && k != http::header::CONNECTION {
+                            out = out.header(k, v);
+                        }
+                    }
+                    out.body(Body::from_stream(
+                        response.bytes_stream().map_err(std::io::Error::other),
+                    ))
+                    .expect("response")
+                }
+                Err(e) => http::Response::builder()
+                    .status(502)
+                    .body(Body::from(e.to_string()))
+                    .expect("response"),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    (format!("http://{addr}/mcp"), task)
+}
+
+/// `tests/peers`, where the npm peers are installed.
+pub(crate) fn peers_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers")
+}
+
+/// `@modelcontextprotocol/server-everything` over Streamable HTTP on a loopback port.
+pub(crate) struct Everything {
+    pub(crate) url: String,
+    _child: tokio::process::Child,
+}
+
+pub(crate) async fn everything() -> Everything {
+    let port = dead_address().await.port();
+    let child = tokio::process::Command::new("node")
+        .args([
+            "-r",
+            "./loopback.cjs",
+            "node_modules/@modelcontextprotocol/server-everything/dist/index.js",
+            "streamableHttp",
+        ])
+        .env("PORT", port.to_string())
+        .current_dir(peers_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node server-everything");
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server-everything did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Everything {
+        url: format!("http://127.0.0.1:{port}/mcp"),
+        _child: child,
+    }
+}
