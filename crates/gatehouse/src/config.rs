@@ -10,7 +10,7 @@ use crate::{PublicUrlArgs, SecretArgs, StoreArgs};
 pub(crate) struct Problems(pub(crate) Vec<String>);
 
 impl Problems {
-    fn add(&mut self, var: &str, problem: impl std::fmt::Display) {
+    pub(crate) fn add(&mut self, var: &str, problem: impl std::fmt::Display) {
         self.0.push(format!("{var}: {problem}"));
     }
 }

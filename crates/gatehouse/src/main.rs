@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod gateway_cmd;
 mod ops;
 mod policy_cmd;
 
@@ -26,6 +27,10 @@ struct StoreArgs {
     /// Postgres URL of the control-plane database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Redis URL: configuration changes are announced there so every gateway replica drops its
+    /// cache at once (without it, replicas notice within their cache TTL).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
     /// Print machine-readable JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -47,6 +52,10 @@ enum Command {
     /// Inspect an MCP server's tools (offline; reads a saved `tools/list` answer).
     #[command(subcommand)]
     Tools(policy_cmd::ToolsCommand),
+    /// Run a gateway replica: the policy-enforcing MCP proxy at `/mcp/{server_id}`.
+    Gateway(gateway_cmd::GatewayArgs),
+    /// Serve a simulated GenieACS MCP server (fleet, tasks, faults) for demos, tests and benchmarks.
+    DemoUpstream(genieacs_sim::Args),
     /// Grants (bearer tokens for agents).
     #[command(subcommand)]
     Grant(GrantCommand),
@@ -56,8 +65,6 @@ enum Command {
     /// Audit log maintenance.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Serve a simulated GenieACS MCP server (fleet, tasks, faults) for demos, tests and benchmarks.
-    DemoUpstream(genieacs_sim::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +143,15 @@ enum GrantCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Replace a grant's token; the old one stops working at once. Prints the new token once.
+    Rotate {
+        /// The grant id.
+        id: String,
+        #[command(flatten)]
+        public: PublicUrlArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Revoke a grant; its token stops working at once.
     Revoke {
         /// The grant id.
@@ -201,6 +217,7 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Offline(cmd)) => policy_cmd::run_policy(cmd),
         Command::Tools(cmd) => policy_cmd::run_tools(cmd),
         Command::DemoUpstream(args) => serve(genieacs_sim::run(args)),
+        Command::Gateway(args) => return gateway_cmd::run(args),
         command => return run_with_store(command),
     };
     match offline {

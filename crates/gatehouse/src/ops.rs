@@ -50,13 +50,16 @@ pub(crate) async fn run(command: Command) -> ExitCode {
         | Command::Server(ServerCommand::Add { store: s, .. })
         | Command::Policy(PolicyCommand::Publish { store: s, .. })
         | Command::Grant(
-            GrantCommand::Mint { store: s, .. } | GrantCommand::Revoke { store: s, .. },
+            GrantCommand::Mint { store: s, .. }
+            | GrantCommand::Revoke { store: s, .. }
+            | GrantCommand::Rotate { store: s, .. },
         )
         | Command::Keys(KeysCommand::Rotate { store: s, .. })
         | Command::Audit(AuditCommand::Partitions { store: s, .. }) => s.json,
         Command::Policy(PolicyCommand::Offline(_))
         | Command::Tools(_)
-        | Command::DemoUpstream(_) => {
+        | Command::DemoUpstream(_)
+        | Command::Gateway(_) => {
             unreachable!("offline commands are run by main without a store")
         }
     };
@@ -134,6 +137,24 @@ async fn connect(
     }
     let url = url.expect("checked above");
     Ok(Store::connect(&url, keyring.unwrap_or_else(unused_keyring)).await?)
+}
+
+/// Tells every gateway replica to drop its cached configuration, when `REDIS_URL` is set. A failure
+/// is only a warning: the change is committed, and replicas notice it within their cache TTL.
+async fn announce(args: &StoreArgs, what: &str) {
+    let Some(url) = args.redis_url.as_deref().filter(|u| !u.trim().is_empty()) else {
+        return;
+    };
+    let published = async {
+        let client = redis::Client::open(url)?;
+        gateway::invalidate::publish(&client, gateway::DEFAULT_INVALIDATION_CHANNEL, what).await
+    }
+    .await;
+    if let Err(e) = published {
+        eprintln!(
+            "warning: could not announce the change on REDIS_URL ({e}); gateways pick it up within their cache TTL"
+        );
+    }
 }
 
 fn parse_id<T: std::str::FromStr<Err = store::Error>>(text: &str) -> Result<T, Failure> {
@@ -240,6 +261,7 @@ async fn dispatch(command: Command) -> Outcome {
             )
             .await?;
             tx.commit().await?;
+            announce(&args, &format!("policy:{}", version.policy_id)).await;
             let text = format!(
                 "published policy `{}` version {}",
                 version.name, version.version
@@ -305,11 +327,37 @@ async fn dispatch(command: Command) -> Outcome {
             let mut tx = store.begin(org).await?;
             let revoked = store::grant::revoke_grant(&mut tx, Actor::Operator, grant).await?;
             tx.commit().await?;
+            announce(&args, &format!("grant:{grant}")).await;
             let text = format!("revoked grant {grant}");
             Ok((
                 serde_json::to_value(&revoked).context("serialising the grant")?,
                 text,
             ))
+        }
+        Command::Grant(GrantCommand::Rotate {
+            id,
+            public,
+            store: args,
+        }) => {
+            let mut problems = Problems::default();
+            let public_url = config::public_url(&public, &mut problems);
+            let store = connect(&args, None, problems).await?;
+            let public_url = public_url.expect("checked by connect");
+            let grant: GrantId = parse_id(&id)?;
+            let org = store.organisation_of_grant(grant).await?;
+            let mut tx = store.begin(org).await?;
+            let minted = store::grant::rotate_grant(&mut tx, Actor::Operator, grant).await?;
+            tx.commit().await?;
+            announce(&args, &format!("grant:{grant}")).await;
+            let proxy_url = format!("{public_url}/mcp/{}", minted.grant.server_id);
+            let token = minted.token.expose();
+            let mut value = serde_json::to_value(&minted.grant).context("serialising the grant")?;
+            value["token"] = json!(token);
+            value["proxy_url"] = json!(proxy_url);
+            let text = format!(
+                "rotated grant {grant}; the old token no longer works\ntoken (shown once, store it now): {token}\nproxy URL: {proxy_url}"
+            );
+            Ok((value, text))
         }
         Command::Keys(KeysCommand::Rotate {
             secrets,
@@ -330,7 +378,8 @@ async fn dispatch(command: Command) -> Outcome {
         }
         Command::Policy(PolicyCommand::Offline(_))
         | Command::Tools(_)
-        | Command::DemoUpstream(_) => {
+        | Command::DemoUpstream(_)
+        | Command::Gateway(_) => {
             unreachable!("offline commands are run by main without a store")
         }
         Command::Audit(AuditCommand::Partitions {

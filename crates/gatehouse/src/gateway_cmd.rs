@@ -1,0 +1,201 @@
+//! `gatehouse gateway`: one gateway replica. Every flag is also an environment variable; every bad
+//! value is reported by its name before anything starts.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+
+use crate::config::{self, Problems};
+use crate::{PublicUrlArgs, SecretArgs, StoreArgs};
+
+/// Options of `gatehouse gateway`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GatewayArgs {
+    /// Address to listen on.
+    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    secrets: SecretArgs,
+    #[command(flatten)]
+    public: PublicUrlArgs,
+    /// Extra host names the gateway answers to (comma-separated; `*` for any). Localhost names
+    /// and the public URL's host are always allowed.
+    #[arg(long, env = "GATEHOUSE_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// Browser origins allowed besides those on allowed hosts (comma-separated; `*` for any).
+    #[arg(long, env = "GATEHOUSE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "GATEHOUSE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Largest upstream JSON answer the gateway reads, in bytes.
+    #[arg(long, env = "GATEHOUSE_MAX_RESPONSE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    max_response_bytes: usize,
+    /// Upstream connect timeout, in milliseconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_UPSTREAM_CONNECT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    upstream_connect_timeout_ms: u64,
+    /// Upstream response timeout (headers, and a whole JSON body), in milliseconds.
+    #[arg(long, env = "GATEHOUSE_UPSTREAM_TIMEOUT_MS", default_value_t = 30_000)]
+    upstream_timeout_ms: u64,
+    /// How long cached configuration is trusted without an invalidation, in milliseconds
+    /// (default 5000 with Redis, 1000 without, so changes still show within a second).
+    #[arg(long, env = "GATEHOUSE_CONFIG_TTL_MS")]
+    config_ttl_ms: Option<u64>,
+    /// Most GET streams open at once on this replica.
+    #[arg(long, env = "GATEHOUSE_MAX_STREAMS", default_value_t = 1000)]
+    max_streams: usize,
+}
+
+pub(crate) fn run(args: GatewayArgs) -> ExitCode {
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(start(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+async fn start(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let mut problems = Problems::default();
+    let database_url = config::database_url(&args.store, &mut problems);
+    let keyring = config::keyring(&args.secrets, true, &mut problems);
+    let public_url = config::public_url(&args.public, &mut problems);
+    let secret = args.secrets.secret_key.as_deref().and_then(|text| {
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()
+    });
+    let listen: Option<std::net::SocketAddr> = match args.listen.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            problems.add("GATEHOUSE_LISTEN", "must be an address like 127.0.0.1:8080");
+            None
+        }
+    };
+    let redis = match args.store.redis_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(url) => match redis::Client::open(url) {
+            Ok(client) => Some((url.to_owned(), client)),
+            Err(e) => {
+                problems.add("REDIS_URL", e);
+                None
+            }
+        },
+    };
+    if args.max_body_bytes == 0 {
+        problems.add("GATEHOUSE_MAX_BODY_BYTES", "must be positive");
+    }
+    if args.upstream_timeout_ms == 0 || args.upstream_connect_timeout_ms == 0 {
+        problems.add("GATEHOUSE_UPSTREAM_TIMEOUT_MS", "timeouts must be positive");
+    }
+    if !problems.0.is_empty() {
+        for p in &problems.0 {
+            eprintln!("error: configuration: {p}");
+        }
+        return Ok(ExitCode::from(2));
+    }
+    let (database_url, keyring, public_url, secret, listen) = (
+        database_url.expect("checked"),
+        keyring.expect("checked"),
+        public_url.expect("checked"),
+        secret.expect("checked by the keyring"),
+        listen.expect("checked"),
+    );
+
+    let mut settings = gateway::Settings::local();
+    if let Some(host) = public_url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+        .and_then(|authority| {
+            authority
+                .rsplit_once('@')
+                .map_or(Some(authority), |(_, h)| Some(h))
+        })
+    {
+        let host = if let Some(v6) = host.strip_prefix('[') {
+            v6.split(']').next().unwrap_or_default()
+        } else {
+            host.split(':').next().unwrap_or_default()
+        };
+        settings.allowed_hosts.push(host.to_ascii_lowercase());
+    }
+    settings.allowed_hosts.extend(
+        args.allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty()),
+    );
+    settings.allowed_origins = args
+        .allowed_origins
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+        .filter(|o| !o.is_empty())
+        .collect();
+    settings.max_body_bytes = args.max_body_bytes;
+    settings.max_response_bytes = args.max_response_bytes;
+    settings.connect_timeout = Duration::from_millis(args.upstream_connect_timeout_ms);
+    settings.response_timeout = Duration::from_millis(args.upstream_timeout_ms);
+    settings.config_ttl = Duration::from_millis(args.config_ttl_ms.unwrap_or(if redis.is_some() {
+        5_000
+    } else {
+        1_000
+    }));
+    settings.max_streams = args.max_streams;
+
+    let store = store::Store::connect(&database_url, keyring)
+        .await
+        .context("connecting to DATABASE_URL")?;
+    let limiter: limits::Limiter = match &redis {
+        Some((url, _)) => limits::RedisLimiter::connect(url, limits::RedisConfig::default())
+            .await
+            .context("connecting the rate limiter to REDIS_URL")?
+            .into(),
+        None => {
+            tracing::warn!(
+                "REDIS_URL is not set: rate limits are counted in this process only, which is \
+                 correct for exactly one gateway replica"
+            );
+            limits::InProcessLimiter::new().into()
+        }
+    };
+    let session_key = mcp::session::SessionKey::derive(&secret);
+    let gateway = gateway::Gateway::new(
+        settings,
+        store,
+        limiter,
+        session_key,
+        Arc::new(gateway::LogAuditSink),
+        redis.map(|(_, client)| client),
+    )?;
+    gateway.spawn_invalidation_listener();
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(%listen, public_url, "gateway listening; proxy URLs are {public_url}/mcp/<server id>");
+    gateway::serve(listener, gateway).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,152 @@
+//! Configuration as the gateway needs it per grant token: the grant, its server's upstream URL and
+//! credentials, and its policy's current version compiled. Read from the store on first use,
+//! kept for at most the TTL, and dropped at once when an invalidation arrives (Redis pub/sub).
+//!
+//! A generation counter closes the race between a load and an invalidation: a load that started
+//! before the latest invalidation does not put its (possibly stale) answer in the cache.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use http::{HeaderName, HeaderValue};
+use store::Store;
+use store::grant::TokenGrant;
+use store::secret::TokenHash;
+
+/// Everything one grant's requests need, ready to use.
+#[derive(Debug)]
+pub(crate) struct GrantView {
+    pub(crate) grant: TokenGrant,
+    pub(crate) organisation: String,
+    pub(crate) server: String,
+    pub(crate) grant_id: String,
+    pub(crate) upstream_url: reqwest::Url,
+    /// The server's own upstream credentials, injected into every forwarded request.
+    pub(crate) upstream_headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) policy: policy::Policy,
+    pub(crate) policy_version: u32,
+}
+
+/// What a token turned out to be.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    Unknown,
+    /// Revoked or expired.
+    Inactive,
+    Active(Arc<GrantView>),
+}
+
+/// The most grants cached at once; beyond it the cache is emptied (it only ever saves reads).
+const MAX_ENTRIES: usize = 100_000;
+
+/// Token hash → (when loaded, view).
+type Entries = HashMap<[u8; 32], (Instant, Arc<GrantView>)>;
+
+#[derive(Debug)]
+pub(crate) struct ConfigCache {
+    ttl: Duration,
+    generation: AtomicU64,
+    entries: Mutex<Entries>,
+}
+
+impl ConfigCache {
+    pub(crate) fn new(ttl: Duration) -> Self {
+        ConfigCache {
+            ttl,
+            generation: AtomicU64::new(0),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        let mut entries = self.entries.lock().expect("cache lock");
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
+    }
+
+    /// The grant of `token`, from the cache or the store.
+    pub(crate) async fn lookup(&self, store: &Store, token: &str) -> anyhow::Result<Lookup> {
+        let key = TokenHash::of(token).0;
+        let now = time::OffsetDateTime::now_utc();
+        if let Some((at, view)) = self.entries.lock().expect("cache lock").get(&key)
+            && at.elapsed() < self.ttl
+        {
+            // Expiry is checked on every use: a grant may expire while it is cached.
+            return Ok(if view.grant.is_active(now) {
+                Lookup::Active(view.clone())
+            } else {
+                Lookup::Inactive
+            });
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let Some(grant) = store
+            .grant_by_token(token)
+            .await
+            .context("looking up the grant token")?
+        else {
+            return Ok(Lookup::Unknown);
+        };
+        if !grant.is_active(now) {
+            return Ok(Lookup::Inactive);
+        }
+        let view = Arc::new(load_view(store, grant).await?);
+        let mut entries = self.entries.lock().expect("cache lock");
+        if self.generation.load(Ordering::SeqCst) == generation {
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(key, (Instant::now(), view.clone()));
+        }
+        Ok(Lookup::Active(view))
+    }
+}
+
+async fn load_view(store: &Store, grant: TokenGrant) -> anyhow::Result<GrantView> {
+    let mut tx = store
+        .begin(grant.organisation_id)
+        .await
+        .context("opening the organisation's transaction")?;
+    let server = store::server::server_by_id(&mut tx, grant.server_id)
+        .await
+        .context("reading the grant's server")?;
+    let headers = store::server::upstream_headers(&mut tx, grant.server_id)
+        .await
+        .context("opening the server's upstream credentials")?;
+    let version = store::policy::current_policy_version(&mut tx, grant.policy_id)
+        .await
+        .context("reading the grant's policy")?;
+    tx.rollback().await.context("ending the read")?;
+
+    let policy = policy::Policy::parse(&version.source, None).map_err(|d| {
+        anyhow::anyhow!(
+            "the stored policy {} version {} does not parse: {d}",
+            version.policy_id,
+            version.version
+        )
+    })?;
+    let upstream_url = reqwest::Url::parse(&server.upstream_url).context("the upstream URL")?;
+    let upstream_headers = headers
+        .expose()
+        .iter()
+        .map(|(k, v)| {
+            Ok((
+                HeaderName::try_from(k.as_str()).context("an upstream header name")?,
+                HeaderValue::try_from(v.as_str()).context("an upstream header value")?,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(GrantView {
+        organisation: grant.organisation_id.to_string(),
+        server: grant.server_id.to_string(),
+        grant_id: grant.grant_id.to_string(),
+        grant,
+        upstream_url,
+        upstream_headers,
+        policy,
+        policy_version: u32::try_from(version.version).unwrap_or(0),
+    })
+}

@@ -1,0 +1,148 @@
+//! The gateway: a stateless, policy-enforcing MCP proxy (Streamable HTTP, revisions 2025-03-26
+//! to 2026-07-28). Each request to `/mcp/{server_id}` is authenticated by its grant token, checked
+//! against the grant's server, decided by the server's policy when it is a `tools/call`, and then
+//! forwarded byte for byte to the upstream with the upstream's own credentials; `tools/list`
+//! answers are filtered to what the grant may see.
+//!
+//! It must never forward a grant token, a client cookie or a call the policy did not allow; never
+//! re-serialise a message it forwards (it parses only what a decision needs, through the `mcp`
+//! crate); never keep anything a second replica would need (sessions are sealed into the id the
+//! client holds, counters live in the limiter, configuration is only cached); and never let a call
+//! through when the limiter, the configuration or the audit path cannot be reached.
+//!
+//! `router(gateway)` builds the axum app; [`serve`] runs it. The pieces: [`Settings`] (limits and
+//! timeouts), `cache` (grant → server, credentials, compiled policy; invalidated through Redis
+//! pub/sub with a TTL as safety net), `proxy` (the request path), [`audit`] (the event interface
+//! that issue 6 makes durable), `metrics` (Prometheus).
+#![forbid(unsafe_code)]
+
+pub mod audit;
+mod cache;
+mod error;
+pub mod invalidate;
+mod metrics;
+mod proxy;
+mod settings;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::sync::Semaphore;
+
+pub use audit::{AuditEvent, AuditSink, InMemoryAuditSinkForTests, LogAuditSink};
+pub use error::GatewayError;
+pub use settings::{DEFAULT_INVALIDATION_CHANNEL, Settings};
+
+/// One gateway replica's shared state. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: Settings,
+    store: store::Store,
+    limiter: limits::Limiter,
+    session_key: mcp::session::SessionKey,
+    audit: Arc<dyn AuditSink>,
+    redis: Option<redis::Client>,
+    http: reqwest::Client,
+    cache: cache::ConfigCache,
+    metrics: metrics::Metrics,
+    streams: Arc<Semaphore>,
+}
+
+impl Gateway {
+    /// A gateway over `store`, counting limits in `limiter`, sealing sessions with `session_key`
+    /// and emitting audit events to `audit`. `redis` (when configured) carries configuration
+    /// invalidations and is checked by `/readyz`.
+    pub fn new(
+        settings: Settings,
+        store: store::Store,
+        limiter: limits::Limiter,
+        session_key: mcp::session::SessionKey,
+        audit: Arc<dyn AuditSink>,
+        redis: Option<redis::Client>,
+    ) -> anyhow::Result<Gateway> {
+        use anyhow::Context as _;
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            // Upstreams are reached by their configured URL, never by following a redirect
+            // somewhere the policy and the operator never saw.
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .build()
+            .context("building the upstream HTTP client")?;
+        let cache = cache::ConfigCache::new(settings.config_ttl);
+        let streams = Arc::new(Semaphore::new(settings.max_streams));
+        Ok(Gateway {
+            inner: Arc::new(Inner {
+                settings,
+                store,
+                limiter,
+                session_key,
+                audit,
+                redis,
+                http,
+                cache,
+                metrics: metrics::Metrics::new(),
+                streams,
+            }),
+        })
+    }
+
+    /// Starts listening for configuration invalidations on Redis pub/sub (when Redis is
+    /// configured). The task reconnects by itself and empties the cache whenever it was
+    /// disconnected, since it may have missed messages meanwhile.
+    pub fn spawn_invalidation_listener(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let client = self.inner.redis.clone()?;
+        let gateway = self.clone();
+        Some(tokio::spawn(async move {
+            invalidate::listen(
+                client,
+                gateway.inner.settings.invalidation_channel.clone(),
+                move || gateway.invalidate_all(),
+            )
+            .await;
+        }))
+    }
+
+    /// Forgets every cached grant, server and policy: the next request of each grant reads
+    /// the store again.
+    pub fn invalidate_all(&self) {
+        self.inner.cache.clear();
+    }
+
+    /// The settings this gateway runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+}
+
+/// The gateway's HTTP app: the proxy at `/mcp/{server_id}` and the operational endpoints.
+pub fn router(gateway: Gateway) -> Router {
+    Router::new()
+        .route(
+            "/mcp/{server_id}",
+            axum::routing::post(proxy::handle)
+                .get(proxy::handle)
+                .delete(proxy::handle),
+        )
+        .route("/healthz", get(metrics::healthz))
+        .route("/readyz", get(metrics::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .with_state(gateway)
+}
+
+/// Serves the gateway on `listener` until the process is stopped.
+pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(gateway).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
+}

@@ -1,0 +1,84 @@
+//! What a gateway replica is configured with, beyond its connections: who may address it
+//! (Host/Origin), how much it reads, how long it waits.
+
+use std::time::Duration;
+
+/// Limits, timeouts and allow-lists of one replica. Built by `gatehouse gateway` from flags and
+/// environment variables; tests build it with [`Settings::local`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Host names (without port, lower case) the gateway answers to; `*` allows any. Requests with
+    /// another `Host` get 403 (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`scheme://host[:port]`, lower case) allowed besides those whose host is in
+    /// `allowed_hosts`; `*` allows any. A request with another `Origin` gets 403.
+    pub allowed_origins: Vec<String>,
+    /// The largest request body read (413 beyond).
+    pub max_body_bytes: usize,
+    /// The largest upstream JSON response the gateway reads (a `tools/list` page, a JSON result).
+    pub max_response_bytes: usize,
+    /// The largest single SSE event the gateway parses (on `tools/list` streams).
+    pub max_sse_event_bytes: usize,
+    /// How long connecting to an upstream may take.
+    pub connect_timeout: Duration,
+    /// How long an upstream may take to answer (headers, and the whole body of a JSON answer).
+    pub response_timeout: Duration,
+    /// How long cached configuration is trusted without an invalidation (the safety net).
+    pub config_ttl: Duration,
+    /// The most proxied GET streams open at once on this replica (503 beyond).
+    pub max_streams: usize,
+    /// The Redis pub/sub channel configuration changes are announced on.
+    pub invalidation_channel: String,
+}
+
+/// The channel `gatehouse` commands publish configuration changes on.
+pub const DEFAULT_INVALIDATION_CHANNEL: &str = "gatehouse:config";
+
+impl Settings {
+    /// Defaults for a gateway reached on loopback: localhost names only, 1 MiB bodies,
+    /// 5 s connect and 30 s response timeouts.
+    pub fn local() -> Settings {
+        Settings {
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            allowed_origins: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            max_response_bytes: 16 * 1024 * 1024,
+            max_sse_event_bytes: 4 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(30),
+            config_ttl: Duration::from_secs(5),
+            max_streams: 1000,
+            invalidation_channel: DEFAULT_INVALIDATION_CHANNEL.into(),
+        }
+    }
+
+    pub(crate) fn host_allowed(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.allowed_hosts.iter().any(|h| h == "*" || *h == host)
+    }
+
+    pub(crate) fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.to_ascii_lowercase();
+        if self
+            .allowed_origins
+            .iter()
+            .any(|o| o == "*" || *o == origin)
+        {
+            return true;
+        }
+        let Some((_, rest)) = origin.split_once("://") else {
+            return false;
+        };
+        host_of_authority(rest).is_some_and(|h| self.host_allowed(h))
+    }
+}
+
+/// The host of `host[:port]` or `[v6][:port]`; `None` when empty.
+pub(crate) fn host_of_authority(authority: &str) -> Option<&str> {
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
+}

@@ -1,0 +1,148 @@
+//! Configuration changes reach every replica within a second (Redis pub/sub), and `/readyz`,
+//! `/metrics` report the state of things.
+
+use std::time::{Duration, Instant};
+
+use gateway::Settings;
+use genieacs_sim::SimConfig;
+use serde_json::json;
+use sqlx::PgPool;
+use store::Actor;
+
+use crate::support::*;
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn policy_edits_and_revocations_reach_every_replica_within_a_second(pool: PgPool) {
+    let store = store(pool);
+    let sim = sim(SimConfig::default()).await;
+    let seed = seed(&store, &sim.url, SEED_POLICY).await;
+    let channel = channel();
+    // A long TTL, so only the invalidation can explain a change seen within a second.
+    let mut settings = Settings::local();
+    settings.config_ttl = Duration::from_secs(600);
+    let a = gateway(
+        &store,
+        settings.clone(),
+        Limits::Redis {
+            channel: channel.clone(),
+        },
+    )
+    .await;
+    let b = gateway(
+        &store,
+        settings,
+        Limits::Redis {
+            channel: channel.clone(),
+        },
+    )
+    .await;
+    let mut on_a = Session::open(&a.url(&seed), &seed.token).await;
+    let mut on_b = Session::open(&b.url(&seed), &seed.token).await;
+    assert_eq!(on_a.tool_names().await, vec!["retry_task"]);
+    assert_eq!(on_b.tool_names().await, vec!["retry_task"]);
+    tokio::time::sleep(Duration::from_millis(200)).await; // both subscribed
+
+    publish(
+        &store,
+        &seed,
+        r#"{"version":"1","default":"allow","hide":["retry_task"]}"#,
+    )
+    .await;
+    let redis = redis::Client::open(REDIS_URL).unwrap();
+    let published = Instant::now();
+    gateway::invalidate::publish(&redis, &channel, "policy")
+        .await
+        .unwrap();
+    for session in [&mut on_a, &mut on_b] {
+        loop {
+            let names = session.tool_names().await;
+            if !names.contains(&"retry_task".to_owned())
+                && names.contains(&"reboot_device".to_owned())
+            {
+                break;
+            }
+            assert!(
+                published.elapsed() < Duration::from_secs(1),
+                "edit not seen within 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let call = on_a
+        .call("retry_task", json!({"task_id": "x"}))
+        .await
+        .json();
+    assert_eq!(call["error"]["message"], "Unknown tool: retry_task");
+
+    let mut tx = store.begin(seed.org).await.unwrap();
+    store::grant::revoke_grant(&mut tx, Actor::Operator, seed.grant)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let revoked = Instant::now();
+    gateway::invalidate::publish(&redis, &channel, "grant")
+        .await
+        .unwrap();
+    for session in [&mut on_a, &mut on_b] {
+        loop {
+            if session.request("ping", json!({})).await.status == 401 {
+                break;
+            }
+            assert!(
+                revoked.elapsed() < Duration::from_secs(1),
+                "revocation not seen within 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn health_readiness_and_metrics(pool: PgPool) {
+    let store = store(pool);
+    let sim = sim(SimConfig::default()).await;
+    let seed = seed(&store, &sim.url, SEED_POLICY).await;
+    let gw = gateway(
+        &store,
+        Settings::local(),
+        Limits::Redis { channel: channel() },
+    )
+    .await;
+    let mut session = Session::open(&gw.url(&seed), &seed.token).await;
+    session.call("retry_task", json!({"task_id": "x"})).await;
+    session
+        .call("reboot_device", json!({"device_id": "x"}))
+        .await;
+
+    let health = http()
+        .get(format!("{}/healthz", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = http()
+        .get(format!("{}/readyz", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["postgres"], "up");
+    assert_eq!(ready["redis"], "up");
+    let metrics = http()
+        .get(format!("{}/metrics", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"gatehouse_gateway_decisions_total{decision="allow"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"gatehouse_gateway_decisions_total{decision="unknown_tool"} 1"#));
+    assert!(metrics.contains("gatehouse_gateway_upstream_latency_seconds_bucket"));
+    assert!(metrics.contains("gatehouse_gateway_limiter_latency_seconds_count 1"));
+    assert!(metrics.contains("gatehouse_gateway_requests_total"));
+}

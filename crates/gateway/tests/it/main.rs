@@ -1,0 +1,13 @@
+//! Integration tests of the gateway: real Postgres (a fresh database per test), real Redis, real
+//! upstreams (genieacs-sim, a recording upstream, broken ones) and, in `peers`, the TypeScript SDK.
+
+mod auth;
+mod concurrency;
+mod config;
+mod conformance;
+mod enforce;
+mod hostile;
+mod peers;
+mod sessions;
+mod support;
+mod upstream;

@@ -1,0 +1,55 @@
+//! Sealed sessions: any replica opens them; another grant cannot.
+
+use gateway::Settings;
+use genieacs_sim::SimConfig;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::support::*;
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_session_opened_on_one_replica_works_on_another(pool: PgPool) {
+    let store = store(pool);
+    let sim = sim(SimConfig::default()).await;
+    let seed = seed(&store, &sim.url, SEED_POLICY).await;
+    let a = gateway(
+        &store,
+        Settings::local(),
+        Limits::Redis { channel: channel() },
+    )
+    .await;
+    let b = gateway(
+        &store,
+        Settings::local(),
+        Limits::Redis { channel: channel() },
+    )
+    .await;
+
+    let mut session = Session::open(&a.url(&seed), &seed.token).await;
+    session.url = b.url(&seed);
+    let answer = session.call("retry_task", json!({"task_id": "x"})).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.json().get("result").is_some());
+    let calls = sim.state.calls();
+    assert_eq!(calls.len(), 1);
+    // The upstream saw its own session id, which is not what the client holds.
+    assert_ne!(calls[0].session_id, session.id);
+    assert!(!session.id.contains(&calls[0].session_id));
+
+    // The same sealed id with another grant of the same server is refused on both replicas.
+    let (_, other) = mint(&store, seed.org, seed.server, "other").await;
+    for gw in [&a, &b] {
+        let stolen = post(
+            &gw.url(&seed),
+            Some(&other),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            &[
+                ("mcp-session-id", &session.id),
+                ("mcp-protocol-version", "2025-11-25"),
+            ],
+        )
+        .await;
+        assert_eq!(stolen.status, 404);
+    }
+    assert_eq!(sim.state.calls().len(), 1);
+}

@@ -1,0 +1,634 @@
+//! Test helpers: a seeded store, real upstreams (genieacs-sim, a recording upstream, broken
+//! upstreams) and gateways on port 0, and a small raw MCP client.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gateway::{Gateway, InMemoryAuditSinkForTests, Settings};
+use genieacs_sim::{SimConfig, SimState};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use store::secret::{Keyring, Redacted, SealingKey};
+use store::{Actor, GrantId, OrgId, ServerId, Store};
+
+pub(crate) const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The policy of issue 5's seed scenario.
+pub(crate) const SEED_POLICY: &str = r#"{"version":"1","default":"deny","tools":{"retry_task":{"limits":[{"counter":"retry_task_rate","window":"minute","max":30,"scope":"grant"}]}}}"#;
+
+pub(crate) fn store(pool: PgPool) -> Store {
+    Store::new(pool, Keyring::new(SealingKey::generate(1)))
+}
+
+pub(crate) fn session_key() -> mcp::session::SessionKey {
+    mcp::session::SessionKey::derive(b"gateway tests: the deployment secret")
+}
+
+pub(crate) struct Sim {
+    pub(crate) state: SimState,
+    pub(crate) url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub(crate) async fn sim(config: SimConfig) -> Sim {
+    let state = SimState::new(config).expect("simulator state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = genieacs_sim::router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    Sim {
+        state,
+        url: format!("http://{addr}/mcp"),
+        task,
+    }
+}
+
+/// An organisation with one server, one published policy and one grant.
+#[derive(Debug, Clone)]
+pub(crate) struct Seed {
+    pub(crate) org: OrgId,
+    pub(crate) server: ServerId,
+    pub(crate) grant: GrantId,
+    pub(crate) token: String,
+}
+
+pub(crate) async fn seed(store: &Store, upstream_url: &str, policy: &str) -> Seed {
+    seed_with_headers(store, upstream_url, policy, Vec::new()).await
+}
+
+pub(crate) async fn seed_with_headers(
+    store: &Store,
+    upstream_url: &str,
+    policy: &str,
+    headers: Vec<(String, String)>,
+) -> Seed {
+    let name = format!("org-{}", uuid::Uuid::new_v4().simple());
+    let org = store
+        .create_organisation(Actor::Operator, &name)
+        .await
+        .expect("organisation")
+        .organisation_id;
+    let mut tx = store.begin(org).await.expect("tx");
+    let server = store::server::create_server(
+        &mut tx,
+        Actor::Operator,
+        &store::server::NewServer {
+            name: "genieacs".into(),
+            upstream_url: upstream_url.into(),
+            headers: Redacted::new(headers),
+        },
+    )
+    .await
+    .expect("server")
+    .server_id;
+    store::policy::publish_policy_version(
+        &mut tx,
+        Actor::Operator,
+        server,
+        "default",
+        policy,
+        None,
+    )
+    .await
+    .expect("policy");
+    tx.commit().await.expect("commit");
+    let (grant, token) = mint(store, org, server, "noc-agent").await;
+    Seed {
+        org,
+        server,
+        grant,
+        token,
+    }
+}
+
+pub(crate) async fn mint(
+    store: &Store,
+    org: OrgId,
+    server: ServerId,
+    label: &str,
+) -> (GrantId, String) {
+    let mut tx = store.begin(org).await.expect("tx");
+    let minted = store::grant::mint_grant(
+        &mut tx,
+        Actor::Operator,
+        &store::grant::NewGrant {
+            server,
+            policy_name: "default".into(),
+            label: label.into(),
+            identity: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .expect("grant");
+    tx.commit().await.expect("commit");
+    (minted.grant.grant_id, minted.token.expose().clone())
+}
+
+pub(crate) async fn publish(store: &Store, seed: &Seed, policy: &str) {
+    let mut tx = store.begin(seed.org).await.expect("tx");
+    store::policy::publish_policy_version(
+        &mut tx,
+        Actor::Operator,
+        seed.server,
+        "default",
+        policy,
+        None,
+    )
+    .await
+    .expect("policy");
+    tx.commit().await.expect("commit");
+}
+
+/// A running gateway.
+pub(crate) struct Gw {
+    pub(crate) base: String,
+    pub(crate) audit: Arc<InMemoryAuditSinkForTests>,
+    task: tokio::task::JoinHandle<()>,
+    listener_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(t) = &self.listener_task {
+            t.abort();
+        }
+    }
+}
+
+impl Gw {
+    pub(crate) fn url(&self, seed: &Seed) -> String {
+        format!("{}/mcp/{}", self.base, seed.server)
+    }
+}
+
+/// How a test gateway counts limits.
+pub(crate) enum Limits {
+    InProcess,
+    /// Redis at [`REDIS_URL`], also used for invalidations on `channel`.
+    Redis {
+        channel: String,
+    },
+}
+
+pub(crate) async fn gateway(store: &Store, settings: Settings, limits: Limits) -> Gw {
+    gateway_with_limiter(store, settings, limits, None).await
+}
+
+pub(crate) async fn gateway_with_limiter(
+    store: &Store,
+    mut settings: Settings,
+    limits: Limits,
+    limiter: Option<limits::Limiter>,
+) -> Gw {
+    let (limiter, redis) = match limits {
+        Limits::InProcess => (
+            limiter.unwrap_or_else(|| limits::InProcessLimiter::new().into()),
+            None,
+        ),
+        Limits::Redis { channel } => {
+            settings.invalidation_channel = channel;
+            let limiter = match limiter {
+                Some(l) => l,
+                None => limits::RedisLimiter::connect(REDIS_URL, limits::RedisConfig::default())
+                    .await
+                    .expect("redis limiter")
+                    .into(),
+            };
+            (
+                limiter,
+                Some(redis::Client::open(REDIS_URL).expect("redis client")),
+            )
+        }
+    };
+    let audit = Arc::new(InMemoryAuditSinkForTests::default());
+    let gateway = Gateway::new(
+        settings,
+        store.clone(),
+        limiter,
+        session_key(),
+        audit.clone(),
+        redis,
+    )
+    .expect("gateway");
+    let listener_task = gateway.spawn_invalidation_listener();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let g = gateway.clone();
+    let task = tokio::spawn(async move {
+        gateway::serve(listener, g).await.expect("serve");
+    });
+    Gw {
+        base: format!("http://{addr}"),
+        audit,
+        task,
+        listener_task,
+    }
+}
+
+/// A unique pub/sub channel per test, so tests do not flush each other's caches.
+pub(crate) fn channel() -> String {
+    format!("gatehouse:test:{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A raw HTTP answer.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: String,
+}
+
+impl Answer {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub(crate) fn session_id(&self) -> Option<String> {
+        self.header("mcp-session-id").map(str::to_owned)
+    }
+
+    /// The JSON-RPC message (the last SSE `data:` that parses, for streams).
+    pub(crate) fn json(&self) -> Value {
+        let ct = self.header("content-type").unwrap_or_default();
+        if ct.starts_with("text/event-stream") {
+            self.body
+                .lines()
+                .rev()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .find_map(|d| serde_json::from_str::<Value>(d.trim_start()).ok())
+                .unwrap_or_else(|| panic!("no JSON event in: {}", self.body))
+        } else {
+            serde_json::from_str(&self.body)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+        }
+    }
+}
+
+pub(crate) fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client")
+}
+
+/// POSTs with the headers a spec-following client sends, `Authorization` when `token` is given,
+/// plus `extra`.
+pub(crate) async fn post(
+    url: &str,
+    token: Option<&str>,
+    body: impl Into<reqwest::Body>,
+    extra: &[(&str, &str)],
+) -> Answer {
+    let mut req = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    answer(req.send().await.expect("send")).await
+}
+
+pub(crate) async fn answer(resp: reqwest::Response) -> Answer {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.text().await.expect("body");
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub(crate) fn initialize_body() -> String {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "gateway-it", "version": "0"}}})
+    .to_string()
+}
+
+/// An initialised session through a gateway.
+pub(crate) struct Session {
+    pub(crate) url: String,
+    pub(crate) token: String,
+    pub(crate) id: String,
+    next_id: u64,
+}
+
+impl Session {
+    pub(crate) async fn open(url: &str, token: &str) -> Session {
+        let init = post(url, Some(token), initialize_body(), &[]).await;
+        assert_eq!(init.status, 200, "initialize: {}", init.body);
+        let id = init.session_id().expect("a session id");
+        let note = post(
+            url,
+            Some(token),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            &[
+                ("mcp-session-id", &id),
+                ("mcp-protocol-version", "2025-11-25"),
+            ],
+        )
+        .await;
+        assert_eq!(note.status, 202, "initialized: {}", note.body);
+        Session {
+            url: url.to_owned(),
+            token: token.to_owned(),
+            id,
+            next_id: 1,
+        }
+    }
+
+    pub(crate) async fn request(&mut self, method: &str, params: Value) -> Answer {
+        self.next_id += 1;
+        let body =
+            json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params});
+        post(
+            &self.url,
+            Some(&self.token),
+            body.to_string(),
+            &[
+                ("mcp-session-id", &self.id),
+                ("mcp-protocol-version", "2025-11-25"),
+            ],
+        )
+        .await
+    }
+
+    pub(crate) async fn call(&mut self, tool: &str, arguments: Value) -> Answer {
+        self.request("tools/call", json!({"name": tool, "arguments": arguments}))
+            .await
+    }
+
+    pub(crate) async fn tool_names(&mut self) -> Vec<String> {
+        let list = self.request("tools/list", json!({})).await;
+        assert_eq!(list.status, 200, "{}", list.body);
+        list.json()["result"]["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .map(|t| t["name"].as_str().expect("name").to_owned())
+            .collect()
+    }
+}
+
+/// The text of a `tools/call` result's first content block.
+pub(crate) fn text_of(message: &Value) -> &str {
+    message["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+/// A minimal upstream that answers every request with an empty successful tool result and
+/// remembers when each `tools/call` arrived. No sessions: the gateway needs none.
+#[derive(Clone, Default)]
+pub(crate) struct Recorder {
+    /// `(params.arguments.task_id, when it arrived)` of every `tools/call`.
+    pub(crate) arrivals: Arc<Mutex<Vec<(String, Instant)>>>,
+}
+
+pub(crate) async fn recorder() -> (Recorder, String, tokio::task::JoinHandle<()>) {
+    let recorder = Recorder::default();
+    let r = recorder.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let r = r.clone();
+            async move {
+                let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                if message["method"] == "tools/call" {
+                    let task = message["params"]["arguments"]["task_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    r.arrivals
+                        .lock()
+                        .expect("lock")
+                        .push((task, Instant::now()));
+                }
+                let reply = json!({"jsonrpc": "2.0", "id": message["id"],
+                    "result": {"content": [{"type": "text", "text": "ok"}], "isError": false}});
+                (
+                    [(http::header::CONTENT_TYPE, "application/json")],
+                    reply.to_string(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    (recorder, format!("http://{addr}/mcp"), task)
+}
+
+/// A TCP server that accepts connections and answers each with `reply` (or never, if `None`).
+pub(crate) async fn raw_upstream(
+    reply: Option<&'static [u8]>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = socket.read(&mut buf).await;
+                match reply {
+                    Some(bytes) => {
+                        let _ = socket.write_all(bytes).await;
+                        let _ = socket.shutdown().await;
+                    }
+                    None => tokio::time::sleep(Duration::from_secs(3600)).await,
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// A loopback address nothing listens on.
+pub(crate) async fn dead_address() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// A TCP relay to `target` that can be cut: every open connection and every new one fails.
+pub(crate) struct Relay {
+    pub(crate) addr: SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub(crate) async fn start(target: &'static str) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut watch = watch.clone();
+                if *watch.borrow() {
+                    continue; // dropped: connection closed at once
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Relay { addr, cut, task }
+    }
+
+    pub(crate) fn cut(&self) {
+        let _ = self.cut.send(true);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A pass-through in front of a gateway that adds `Authorization: Bearer <token>` to every request
+/// and forwards everything else as it came (the conformance suite cannot send the header).
+pub(crate) async fn bearer_adding_proxy(
+    target: String,
+    token: String,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use futures_util::TryStreamExt as _;
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let (client, target, token) = (client.clone(), target.clone(), token.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let mut headers = parts.headers.clone();
+            headers.remove(http::header::CONNECTION);
+            headers.remove(http::header::TRANSFER_ENCODING);
+            headers.remove(http::header::CONTENT_LENGTH);
+            headers.insert(
+                http::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().expect("header"),
+            );
+            let body = reqwest::Body::wrap_stream(body.into_data_stream());
+            let upstream = client
+                .request(parts.method, target)
+                .headers(headers)
+                .body(body)
+                .send()
+                .await;
+            match upstream {
+                Ok(response) => {
+                    let mut out = http::Response::builder().status(response.status());
+                    for (k, v) in response.headers() {
+                        if k != http::header::TRANSFER_ENCODING && k != http::header::CONNECTION {
+                            out = out.header(k, v);
+                        }
+                    }
+                    out.body(Body::from_stream(
+                        response.bytes_stream().map_err(std::io::Error::other),
+                    ))
+                    .expect("response")
+                }
+                Err(e) => http::Response::builder()
+                    .status(502)
+                    .body(Body::from(e.to_string()))
+                    .expect("response"),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    (format!("http://{addr}/mcp"), task)
+}
+
+/// `tests/peers`, where the npm peers are installed.
+pub(crate) fn peers_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers")
+}
+
+/// `@modelcontextprotocol/server-everything` over Streamable HTTP on a loopback port.
+pub(crate) struct Everything {
+    pub(crate) url: String,
+    _child: tokio::process::Child,
+}
+
+pub(crate) async fn everything() -> Everything {
+    let port = dead_address().await.port();
+    let child = tokio::process::Command::new("node")
+        .args([
+            "-r",
+            "./loopback.cjs",
+            "node_modules/@modelcontextprotocol/server-everything/dist/index.js",
+            "streamableHttp",
+        ])
+        .env("PORT", port.to_string())
+        .current_dir(peers_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node server-everything");
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server-everything did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Everything {
+        url: format!("http://127.0.0.1:{port}/mcp"),
+        _child: child,
+    }
+}
