@@ -12,17 +12,17 @@ use crate::config::{self, Problems};
 use crate::{PublicUrlArgs, SecretArgs, StoreArgs};
 
 /// Options of `gatehouse gateway`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct GatewayArgs {
     /// Address to listen on.
     #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
+    pub(crate) listen: String,
     #[command(flatten)]
-    store: StoreArgs,
+    pub(crate) store: StoreArgs,
     #[command(flatten)]
-    secrets: SecretArgs,
+    pub(crate) secrets: SecretArgs,
     #[command(flatten)]
-    public: PublicUrlArgs,
+    pub(crate) public: PublicUrlArgs,
     /// Extra host names the gateway answers to (comma-separated; `*` for any). Localhost names
     /// and the public URL's host are always allowed.
     #[arg(long, env = "GATEHOUSE_ALLOWED_HOSTS", value_delimiter = ',')]
@@ -73,13 +73,26 @@ pub(crate) fn run(args: GatewayArgs) -> ExitCode {
     }
 }
 
-fn init_tracing() {
+async fn start(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let (gateway, listener) = match prepare(args).await? {
+        Ok(ready) => ready,
+        Err(code) => return Ok(code),
+    };
+    gateway::serve(listener, gateway).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }
 
-async fn start(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+/// Validates `args` (reporting every bad variable and answering `Err(exit code)`), connects the
+/// store and the limiter, and binds the listener: a gateway ready to serve.
+pub(crate) async fn prepare(
+    args: GatewayArgs,
+) -> anyhow::Result<Result<(gateway::Gateway, tokio::net::TcpListener), ExitCode>> {
     let mut problems = Problems::default();
     let database_url = config::database_url(&args.store, &mut problems);
     let keyring = config::keyring(&args.secrets, true, &mut problems);
@@ -116,7 +129,7 @@ async fn start(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         for p in &problems.0 {
             eprintln!("error: configuration: {p}");
         }
-        return Ok(ExitCode::from(2));
+        return Ok(Err(ExitCode::from(2)));
     }
     let (database_url, keyring, public_url, secret, listen) = (
         database_url.expect("checked"),
@@ -196,6 +209,5 @@ async fn start(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("listening on {listen}"))?;
     tracing::info!(%listen, public_url, "gateway listening; proxy URLs are {public_url}/mcp/<server id>");
-    gateway::serve(listener, gateway).await?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Ok((gateway, listener)))
 }
