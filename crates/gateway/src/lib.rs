@@ -140,6 +140,11 @@ pub fn router(gateway: Gateway) -> Router {
 
 /// Serves the gateway on `listener` until the process is stopped.
 pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    // Small JSON-RPC answers and SSE events must leave at once, not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         router(gateway).into_make_service_with_connect_info::<std::net::SocketAddr>(),
