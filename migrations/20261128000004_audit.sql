@@ -99,12 +99,19 @@ create table audit_event (
 comment on table audit_event is 'One record per MCP request that reached the gateway with a valid grant; append-only, hash-chained per organisation.';
 
 -- Every index leads with the organisation and ends with the keyset order (occurred_at desc,
--- audit_event_id desc), so each viewer filter is a single index range read in page order.
+-- audit_event_id desc), so each viewer filter is a single index range read in page order. The
+-- included tool and decision let a filter combined with them (this grant's failed reboots) be
+-- answered by an index-only scan instead of a heap visit per candidate row, which matters most
+-- when the combination matches nothing; they also make the chart's per-tool counts index-only.
 create index audit_event_page on audit_event (organisation_id, occurred_at desc, audit_event_id desc);
-create index audit_event_by_server on audit_event (organisation_id, server_id, occurred_at desc, audit_event_id desc);
-create index audit_event_by_grant on audit_event (organisation_id, access_grant_id, occurred_at desc, audit_event_id desc);
-create index audit_event_by_identity on audit_event (organisation_id, identity, occurred_at desc, audit_event_id desc);
-create index audit_event_by_tool on audit_event (organisation_id, tool_name, occurred_at desc, audit_event_id desc);
+create index audit_event_by_server on audit_event (organisation_id, server_id, occurred_at desc, audit_event_id desc)
+    include (tool_name, decision);
+create index audit_event_by_grant on audit_event (organisation_id, access_grant_id, occurred_at desc, audit_event_id desc)
+    include (tool_name, decision);
+create index audit_event_by_identity on audit_event (organisation_id, identity, occurred_at desc, audit_event_id desc)
+    include (tool_name, decision);
+create index audit_event_by_tool on audit_event (organisation_id, tool_name, occurred_at desc, audit_event_id desc)
+    include (decision);
 create index audit_event_by_decision on audit_event (organisation_id, decision, occurred_at desc, audit_event_id desc);
 create index audit_event_by_sequence on audit_event (organisation_id, sequence);
 create index audit_event_message_trgm on audit_event using gin (message gin_trgm_ops);

@@ -229,14 +229,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs a long-lived service on a multi-threaded runtime until it stops or fails.
-fn serve(
-    service: impl std::future::Future<Output = anyhow::Result<()>>,
-) -> anyhow::Result<ExitCode> {
-    tokio::runtime::Runtime::new()?.block_on(service)?;
-    Ok(ExitCode::SUCCESS)
-}
-
 fn run_with_store(command: Command) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -249,4 +241,12 @@ fn run_with_store(command: Command) -> ExitCode {
         }
     };
     runtime.block_on(ops::run(command))
+}
+
+/// Runs a long-lived service on a multi-threaded runtime until it stops or fails.
+fn serve(
+    service: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Runtime::new()?.block_on(service)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -84,7 +84,7 @@ impl Condition {
         Truth::Unknown(format!(
             "argument `{}` is {}, and `{}` needs {wanted}",
             self.path.join("."),
-            kind(arg),
+            json_kind(arg),
             self.op
         ))
     }
@@ -105,7 +105,8 @@ fn truth(b: bool) -> Truth {
     if b { Truth::True } else { Truth::False }
 }
 
-fn kind(v: &Value) -> &'static str {
+/// "a string", "a number"...: a value's JSON type as error messages name it.
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

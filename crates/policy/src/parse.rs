@@ -9,6 +9,7 @@ use jsonc_parser::common::Range;
 use regex::RegexBuilder;
 use serde_json::Value;
 
+use crate::condition::json_kind;
 use crate::diagnostic::{Diagnostic, LineIndex, Severity};
 use crate::model::{
     Action, Approval, Condition, DefaultAction, Document, Limit, Op, Scope, ToolRule,
@@ -1184,17 +1185,6 @@ fn schema_types(schema: &Value) -> Option<Vec<&str>> {
         Value::String(t) => Some(vec![t.as_str()]),
         Value::Array(ts) => Some(ts.iter().filter_map(Value::as_str).collect()),
         _ => None,
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

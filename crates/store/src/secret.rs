@@ -33,7 +33,12 @@ impl<T> fmt::Debug for Redacted<T> {
     }
 }
 
-/// A 32-byte key for sealing secrets, with the version recorded beside every row it seals.
+/// The HKDF label of the key that seals secrets at rest. `GATEHOUSE_SECRET_KEY` also keys other
+/// things (session ids, in `mcp`), each under its own label, so no two purposes share a key.
+const SEALING_KEY_LABEL: &[u8] = b"gatehouse/v1/sealed-secrets-at-rest";
+
+/// The key that seals secrets at rest, derived from the deployment's secret, with the version
+/// recorded beside every row it seals.
 #[derive(Clone)]
 pub struct SealingKey {
     version: i32,
@@ -50,38 +55,43 @@ impl fmt::Debug for SealingKey {
 }
 
 impl SealingKey {
-    /// A key from its base64 form (standard alphabet, padding optional), as `GATEHOUSE_SECRET_KEY` holds it.
-    pub fn from_base64(version: i32, text: &str) -> Result<Self, String> {
+    /// The sealing key derived (HKDF-SHA256) from the deployment's 32-byte secret.
+    pub fn from_secret(version: i32, secret: &[u8; 32]) -> Result<Self, String> {
         if version <= 0 {
             return Err(format!(
                 "key version must be a positive integer, got {version}"
             ));
         }
+        let mut key = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(None, secret)
+            .expand(SEALING_KEY_LABEL, &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Ok(Self { version, key })
+    }
+
+    /// The sealing key for a secret in its base64 form (standard alphabet, padding optional), as
+    /// `GATEHOUSE_SECRET_KEY` holds it.
+    pub fn from_base64(version: i32, text: &str) -> Result<Self, String> {
         let text = text.trim();
         let bytes = BASE64
             .decode(text)
             .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
             .map_err(|_| "not valid base64".to_owned())?;
-        let key: [u8; 32] = bytes
+        let secret: [u8; 32] = bytes
             .try_into()
             .map_err(|b: Vec<u8>| format!("must decode to 32 bytes, got {}", b.len()))?;
-        Ok(Self { version, key })
+        Self::from_secret(version, &secret)
     }
 
-    /// A fresh random key, for `up` on a laptop and for tests.
+    /// A key from a fresh random secret, for tests and for commands that never seal.
     pub fn generate(version: i32) -> Self {
-        let mut key = [0u8; 32];
-        OsRng.fill_bytes(&mut key);
-        Self { version, key }
+        let mut secret = [0u8; 32];
+        OsRng.fill_bytes(&mut secret);
+        Self::from_secret(version, &secret).expect("callers pass a positive version")
     }
 
     pub fn version(&self) -> i32 {
         self.version
-    }
-
-    /// The key in the form `GATEHOUSE_SECRET_KEY` takes.
-    pub fn to_base64(&self) -> Redacted<String> {
-        Redacted(BASE64.encode(self.key))
     }
 }
 
@@ -127,7 +137,7 @@ impl Keyring {
         OsRng.fill_bytes(&mut nonce);
         let ciphertext = cipher
             .encrypt(
-                XNonce::from_slice(&nonce),
+                &XNonce::from(nonce),
                 Payload {
                     msg: plaintext,
                     aad: context,
@@ -158,9 +168,10 @@ impl Keyring {
             return Err(Error::Secret("sealed value is truncated".into()));
         }
         let (nonce, ciphertext) = sealed.bytes.split_at(24);
+        let nonce: [u8; 24] = nonce.try_into().expect("split at 24 bytes");
         XChaCha20Poly1305::new((&key.key).into())
             .decrypt(
-                XNonce::from_slice(nonce),
+                &XNonce::from(nonce),
                 Payload {
                     msg: ciphertext,
                     aad: context,
@@ -272,10 +283,20 @@ mod tests {
                 .open(&sealed, b"server-1")
                 .is_err()
         );
-        assert!(!format!("{ring:?}").contains(&old_key_b64(&ring)));
+        assert!(!format!("{ring:?}").contains(&format!("{:?}", ring.current.key)));
     }
 
-    fn old_key_b64(ring: &Keyring) -> String {
-        ring.current.to_base64().expose().clone()
+    #[test]
+    fn the_same_secret_gives_the_same_key_and_a_derived_one() {
+        let secret = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let a = Keyring::new(SealingKey::from_base64(1, secret).unwrap());
+        let b = Keyring::new(SealingKey::from_base64(1, secret).unwrap());
+        assert!(b.open(&a.seal(b"x", b"c"), b"c").is_ok());
+        assert_ne!(
+            &a.current.key, b"0123456789abcdef0123456789abcdef",
+            "the secret is not used as the key"
+        );
+        assert!(SealingKey::from_base64(1, "c2hvcnQ=").is_err());
+        assert!(SealingKey::from_base64(0, secret).is_err());
     }
 }

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -262,40 +262,14 @@ pub async fn upstream_headers(tx: &mut OrgTx, server: ServerId) -> Result<Upstre
     Ok(Redacted::new(headers))
 }
 
-/// Risk classes, from least to most dangerous.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RiskClass {
-    Read,
-    Write,
-    Execute,
-    Destructive,
-    Financial,
-}
+pub use policy::RiskClass;
 
-impl RiskClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::Write => "write",
-            Self::Execute => "execute",
-            Self::Destructive => "destructive",
-            Self::Financial => "financial",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self> {
-        [
-            Self::Read,
-            Self::Write,
-            Self::Execute,
-            Self::Destructive,
-            Self::Financial,
-        ]
+/// A risk class as the database spells it (the `risk_class` enum), from the policy engine's names.
+fn parse_risk_class(s: &str) -> Result<RiskClass> {
+    RiskClass::ALL
         .into_iter()
         .find(|r| r.as_str() == s)
         .ok_or_else(|| Error::invalid("risk class", format!("unknown risk class `{s}`")))
-    }
 }
 
 /// One tool as pinned: its definition as the upstream sent it, the hash the gateway compares
@@ -434,7 +408,7 @@ pub async fn latest_pinned_tools(tx: &mut OrgTx, server: ServerId) -> Result<Vec
                 definition_hash: r.definition_hash.try_into().map_err(|_| {
                     Error::invalid("definition hash", "stored hash is not 32 bytes")
                 })?,
-                risk: RiskClass::parse(&r.risk)?,
+                risk: parse_risk_class(&r.risk)?,
                 risk_signals: r.risk_signals,
             })
         })

@@ -383,6 +383,19 @@ async fn measure(store: &Store, pool: &PgPool, iterations: usize) -> anyhow::Res
             ),
         ),
         (
+            "grant + tool + upstream_error, 7 days",
+            Query::Page(
+                |i| AuditFilter {
+                    grant: Some(grant(0, (i % 50) as i64)),
+                    tool: Some("factory_reset".into()),
+                    decision: Some(AuditDecision::UpstreamError),
+                    from: Some(OffsetDateTime::now_utc() - time::Duration::days(7)),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ),
+        (
             "deep keyset page (15 days back)",
             Query::Page(|_| AuditFilter::default(), Some(deep)),
         ),
@@ -410,7 +423,18 @@ async fn measure(store: &Store, pool: &PgPool, iterations: usize) -> anyhow::Res
             "text: rare (one device)",
             Query::Page(
                 |i| AuditFilter {
-                    text: Some(format!("00236A-{}).", 4242 + i * 5)),
+                    text: Some(format!("00236A-{}).", 86 + 100 * i)),
+                    ..Default::default()
+                },
+                None,
+            ),
+        ),
+        (
+            "text: rare, 7 days",
+            Query::Page(
+                |i| AuditFilter {
+                    text: Some(format!("00236A-{}).", 86 + 100 * i)),
+                    from: Some(OffsetDateTime::now_utc() - time::Duration::days(7)),
                     ..Default::default()
                 },
                 None,

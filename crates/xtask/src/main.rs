@@ -2,7 +2,9 @@
 //!
 //! `cargo xtask bench store [--events N] [--iterations N] [--reseed]` seeds a dedicated database
 //! with N audit events (10 M by default) and times the audit viewer's queries through the `store`
-//! crate's own functions, printing p50/p95 per query against the 50 ms p95 budget.
+//! crate's own functions, printing p50/p95 per query against the 50 ms p95 budget. A seeded
+//! database is reused by later runs with the same N. For figures that reflect a release build of
+//! the services, run `cargo run --release -p xtask -- bench store`.
 //!
 //! `cargo xtask bench gateway [--seconds N] [--rate N] [--connections N] [--no-limits]` measures `tools/call`
 //! directly against the GenieACS simulator, through the gateway (limits and audit on) and through

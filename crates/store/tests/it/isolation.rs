@@ -132,6 +132,28 @@ async fn the_restricted_role_without_an_organisation_sees_nothing_but_its_token_
     let s = server(&store, a, "genieacs").await;
     publish(&store, a, s, "default").await;
     let g = mint(&store, a, s, "agent").await;
+    let event = store::audit::NewAuditEvent {
+        audit_event_id: store::AuditEventId::new(),
+        organisation_id: a,
+        occurred_at: time::OffsetDateTime::now_utc(),
+        server_id: s,
+        grant_id: g.grant.grant_id,
+        identity: "agent".into(),
+        session_id: None,
+        method: "tools/call".into(),
+        tool_name: Some("reboot_device".into()),
+        arguments: serde_json::json!({}),
+        decision: store::audit::AuditDecision::Allow,
+        rule: None,
+        message: None,
+        policy_version: Some(1),
+        upstream_status: Some(200),
+        is_error: Some(false),
+        latency_us: Some(10),
+        client_addr: None,
+        user_agent: None,
+    };
+    store.insert_audit_batch(&[event]).await.unwrap();
 
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("set local role gatehouse_app")
@@ -149,6 +171,16 @@ async fn the_restricted_role_without_an_organisation_sees_nothing_but_its_token_
             .await
             .unwrap();
     assert_eq!(n, 0, "the lookup answers only an exact hash");
+    let n: i64 = sqlx::query_scalar(
+        "select count(*) from gatehouse_audit_search(null, null, null, null, null, null, null, null, null, null, 500)",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(
+        n, 0,
+        "the viewer's search answers nothing without an organisation"
+    );
     let err = sqlx::query("select gatehouse_audit_partition_drop_before('2100-01-01')")
         .execute(&mut *tx)
         .await
