@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use base64::Engine as _;
 use sqlx::{Connection as _, Executor as _, PgConnection};
 use store::secret::{Keyring, Redacted, SealingKey};
 use store::{Actor, Store};
@@ -152,8 +153,13 @@ async fn bench(
     db_url: &str,
     redis_url: &str,
 ) -> anyhow::Result<()> {
-    let key = SealingKey::generate(1);
-    let key_text = key.to_base64().expose().clone();
+    // A throwaway deployment secret: 32 random bytes, base64, as GATEHOUSE_SECRET_KEY takes it.
+    let secret: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+        .iter()
+        .flat_map(|u| u.into_bytes())
+        .collect();
+    let key_text = base64::engine::general_purpose::STANDARD.encode(&secret);
+    let key = SealingKey::from_base64(1, &key_text).map_err(anyhow::Error::msg)?;
     let store = Store::connect(db_url, Keyring::new(key)).await?;
     store.migrate().await?;
 
