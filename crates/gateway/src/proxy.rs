@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body as HttpBody;
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
@@ -74,6 +77,7 @@ impl Ctx {
 pub(crate) async fn handle(
     State(gw): State<Gateway>,
     Path(server_id): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     method: Method,
     headers: HeaderMap,
     body: HttpBody,
@@ -105,7 +109,15 @@ pub(crate) async fn handle(
         .metrics
         .request(method.as_str(), response.status().as_u16());
     if let Some(record) = ctx.record.take() {
-        emit(&gw, &ctx.request_id, &method, record, started.elapsed());
+        let peer = peer.map(|Extension(ConnectInfo(addr))| addr.to_string());
+        emit(
+            &gw,
+            &ctx.request_id,
+            &method,
+            record,
+            peer,
+            started.elapsed(),
+        );
     }
     if let Ok(value) = HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
@@ -113,7 +125,14 @@ pub(crate) async fn handle(
     response
 }
 
-fn emit(gw: &Gateway, request_id: &str, method: &Method, r: Record, took: Duration) {
+fn emit(
+    gw: &Gateway,
+    request_id: &str,
+    method: &Method,
+    r: Record,
+    client_addr: Option<String>,
+    took: Duration,
+) {
     let event = AuditEvent {
         time: time::OffsetDateTime::now_utc(),
         request_id: request_id.to_owned(),
@@ -134,6 +153,7 @@ fn emit(gw: &Gateway, request_id: &str, method: &Method, r: Record, took: Durati
         upstream_status: r.upstream_status,
         is_error: r.is_error,
         latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        client_addr,
         user_agent: r.user_agent,
     };
     gw.inner.audit.record(event);
