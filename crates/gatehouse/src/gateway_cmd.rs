@@ -50,6 +50,10 @@ pub(crate) struct GatewayArgs {
     /// (default 5000 with Redis, 1000 without, so changes still show within a second).
     #[arg(long, env = "GATEHOUSE_CONFIG_TTL_MS")]
     config_ttl_ms: Option<u64>,
+    /// Allow upstreams on loopback and private networks (self-hosted GenieACS usually lives on
+    /// one). Link-local and cloud-metadata addresses are refused regardless.
+    #[arg(long, env = "GATEHOUSE_ALLOW_PRIVATE_UPSTREAMS")]
+    pub(crate) allow_private_upstreams: bool,
     /// Most GET streams open at once on this replica.
     #[arg(long, env = "GATEHOUSE_MAX_STREAMS", default_value_t = 1000)]
     max_streams: usize,
@@ -178,6 +182,7 @@ pub(crate) async fn prepare(
         1_000
     }));
     settings.max_streams = args.max_streams;
+    settings.allow_private_upstreams = args.allow_private_upstreams;
 
     let store = store::Store::connect(&database_url, keyring)
         .await

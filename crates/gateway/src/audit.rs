@@ -45,6 +45,8 @@ pub struct AuditEvent {
     /// The `isError` of a JSON `tools/call` result, when the gateway read one.
     pub is_error: Option<bool>,
     pub latency_ms: u64,
+    /// The peer address of the connection (the nearest proxy's, behind a load balancer).
+    pub client_addr: Option<String>,
     pub user_agent: Option<String>,
 }
 

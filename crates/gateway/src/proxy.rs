@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body as HttpBody;
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
@@ -74,6 +77,7 @@ impl Ctx {
 pub(crate) async fn handle(
     State(gw): State<Gateway>,
     Path(server_id): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     method: Method,
     headers: HeaderMap,
     body: HttpBody,
@@ -105,7 +109,15 @@ pub(crate) async fn handle(
         .metrics
         .request(method.as_str(), response.status().as_u16());
     if let Some(record) = ctx.record.take() {
-        emit(&gw, &ctx.request_id, &method, record, started.elapsed());
+        let peer = peer.map(|Extension(ConnectInfo(addr))| addr.to_string());
+        emit(
+            &gw,
+            &ctx.request_id,
+            &method,
+            record,
+            peer,
+            started.elapsed(),
+        );
     }
     if let Ok(value) = HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
@@ -113,7 +125,14 @@ pub(crate) async fn handle(
     response
 }
 
-fn emit(gw: &Gateway, request_id: &str, method: &Method, r: Record, took: Duration) {
+fn emit(
+    gw: &Gateway,
+    request_id: &str,
+    method: &Method,
+    r: Record,
+    client_addr: Option<String>,
+    took: Duration,
+) {
     let event = AuditEvent {
         time: time::OffsetDateTime::now_utc(),
         request_id: request_id.to_owned(),
@@ -134,6 +153,7 @@ fn emit(gw: &Gateway, request_id: &str, method: &Method, r: Record, took: Durati
         upstream_status: r.upstream_status,
         is_error: r.is_error,
         latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        client_addr,
         user_agent: r.user_agent,
     };
     gw.inner.audit.record(event);
@@ -567,6 +587,20 @@ async fn post(
             )
             .await
         }
+        // A notification cannot be answered, so it cannot be denied either: methods the gateway
+        // decides on are accepted only as requests, or a call without an id would skip the policy.
+        Some(m @ (method::TOOLS_CALL | "resources/read" | "prompts/get")) if !is_request => {
+            let why =
+                format!("{m} must be a request with an id; as a notification it cannot be decided");
+            let reply = reply::error(
+                None,
+                mcp::code::INVALID_REQUEST,
+                &format!("Invalid Request: {why}"),
+                None,
+                StatusCode::BAD_REQUEST,
+            );
+            Ok(reject(gw, ctx, reply, why))
+        }
         _ => {
             gw.inner.metrics.decision("pass");
             forward(
@@ -702,6 +736,24 @@ async fn forward(
     // The server's own credentials, after the client's headers so they always win.
     for (name, value) in &view.upstream_headers {
         out.insert(name.clone(), value.clone());
+    }
+    let egress = crate::egress::Egress {
+        allow_private: settings.allow_private_upstreams,
+    };
+    if let Err(why) = egress.check_url(&view.upstream_url) {
+        // Never dialled, so the call never reached anyone: its slot is given back.
+        if let Expect::Call { reservation, .. } = &mut expect
+            && let Some(reservation) = reservation.take()
+        {
+            refund(gw, reservation).await;
+        }
+        tracing::warn!(%why, "upstream address refused");
+        return Ok(upstream_failure(
+            gw,
+            ctx,
+            expect.id(),
+            UpstreamFailure::Unreachable,
+        ));
     }
     let mut request = inner
         .http
@@ -875,9 +927,10 @@ async fn forward(
         };
         return Ok(build(status, out_headers, HttpBody::from(bytes)));
     }
-    // 202 Accepted and other bodiless answers pass as they are; a request answered with
-    // anything but JSON or SSE is not MCP.
-    if method == Method::POST && expect.id().is_some() {
+    // 202 Accepted and other bodiless answers pass as they are; anything else that is neither
+    // JSON nor SSE is not MCP, and its bytes never reach the client (an upstream URL must not
+    // become a way to read arbitrary HTTP resources).
+    if (method == Method::POST && expect.id().is_some()) || !content_type.is_empty() {
         return Ok(upstream_failure(
             gw,
             ctx,
@@ -885,11 +938,19 @@ async fn forward(
             UpstreamFailure::BadResponse,
         ));
     }
-    Ok(build(
-        status,
-        out_headers,
-        HttpBody::from_stream(response.bytes_stream()),
-    ))
+    let bytes = match read_upstream(response, settings.max_response_bytes, deadline).await {
+        Ok(bytes) if bytes.is_empty() => bytes,
+        Ok(_) => {
+            return Ok(upstream_failure(
+                gw,
+                ctx,
+                expect.id(),
+                UpstreamFailure::BadResponse,
+            ));
+        }
+        Err(failure) => return Ok(upstream_failure(gw, ctx, expect.id(), failure)),
+    };
+    Ok(build(status, out_headers, HttpBody::from(bytes)))
 }
 
 fn build(status: StatusCode, headers: HeaderMap, body: HttpBody) -> Response {

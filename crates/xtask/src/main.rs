@@ -6,10 +6,15 @@
 //! database is reused by later runs with the same N. For figures that reflect a release build of
 //! the services, run `cargo run --release -p xtask -- bench store`.
 //!
+//! `cargo xtask bench gateway [--seconds N] [--rate N] [--connections N] [--no-limits]` measures `tools/call`
+//! directly against the GenieACS simulator, through the gateway (limits and audit on) and through
+//! nginx, and prints throughput, p50/p99, the latency each proxy adds and the budget ratios.
+//!
 //! This is tooling, never linked into the product. Its only SQL is the bulk seeding of the
 //! benchmark database (which the product never does); every measured query is the store's.
 #![forbid(unsafe_code)]
 
+mod bench_gateway;
 mod bench_store;
 
 use anyhow::{Context as _, bail};
@@ -31,8 +36,18 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the async runtime")?
                 .block_on(bench_store::run(options))
         }
+        ["bench", "gateway", rest @ ..] => {
+            let options = bench_gateway::Options::parse(rest)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(bench_gateway::run(options))
+        }
         _ => bail!(
-            "usage: cargo xtask bench store [--events N] [--iterations N] [--reseed] [--database NAME]\n\
+            "usage: cargo xtask bench gateway [--seconds N] [--rate N] [--connections N] [--no-limits]\n\
+                    cargo xtask bench store [--events N] [--iterations N] [--reseed] [--database NAME]\n\
              (DATABASE_URL names the Postgres server; default postgres://postgres@127.0.0.1:5432/postgres)"
         ),
     }

@@ -112,6 +112,11 @@ async fn seed_scenario_lists_limits_and_hides(pool: PgPool) {
     );
     assert_eq!(events.iter().filter(|e| e.decision == "allow").count(), 60);
     assert!(events.iter().all(|e| !e.request_id.is_empty()));
+    assert!(events.iter().all(|e| {
+        e.client_addr
+            .as_deref()
+            .is_some_and(|a| a.starts_with("127.0.0.1:"))
+    }));
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]

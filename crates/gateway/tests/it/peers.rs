@@ -71,3 +71,60 @@ async fn sdk_client_seed_scenario(pool: PgPool) {
     );
     assert_eq!(sim.state.calls().len(), 30);
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn sdk_client_sampling_round_trip_through_the_gateway(pool: PgPool) {
+    let store = store(pool);
+    let upstream = everything().await;
+    let seed = seed(
+        &store,
+        &upstream.url,
+        r#"{"version":"1","default":"allow","hide":["get-env"]}"#,
+    )
+    .await;
+    let gw = gateway(&store, Settings::local(), Limits::InProcess).await;
+    let out = tokio::process::Command::new("node")
+        .args(["gateway-sampling.mjs", &gw.url(&seed), &seed.token])
+        .current_dir(peers_dir())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "gateway-sampling.mjs failed\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(&stdout).expect("JSON");
+    let tools: Vec<&str> = result["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"echo") && tools.contains(&"trigger-sampling-request"),
+        "{tools:?}"
+    );
+    assert!(
+        !tools.contains(&"get-env"),
+        "hidden tools are not listed: {tools:?}"
+    );
+    assert!(
+        result["echo"]
+            .as_str()
+            .unwrap()
+            .contains("hello through the gateway"),
+        "{result}"
+    );
+    assert_eq!(result["sampled"].as_array().unwrap().len(), 1, "{result}");
+    assert!(
+        result["sampling"]
+            .as_str()
+            .unwrap()
+            .contains("canned answer 42"),
+        "{result}"
+    );
+    assert_eq!(result["getEnv"]["error"]["code"], -32602, "{result}");
+}

@@ -53,3 +53,31 @@ async fn a_session_opened_on_one_replica_works_on_another(pool: PgPool) {
     }
     assert_eq!(sim.state.calls().len(), 1);
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn an_ended_session_is_a_404_whatever_status_the_upstream_uses(pool: PgPool) {
+    // server-everything (the TypeScript SDK's transport) answers requests on an unknown session
+    // with 400 or 404 depending on its version; clients re-initialise only on 404.
+    let store = store(pool);
+    let upstream = everything().await;
+    let seed = seed(
+        &store,
+        &upstream.url,
+        r#"{"version":"1","default":"allow"}"#,
+    )
+    .await;
+    let gw = gateway(&store, Settings::local(), Limits::InProcess).await;
+    let mut session = Session::open(&gw.url(&seed), &seed.token).await;
+    assert_eq!(session.request("ping", json!({})).await.status, 200);
+    let deleted = http()
+        .delete(gw.url(&seed))
+        .bearer_auth(&seed.token)
+        .header("mcp-session-id", &session.id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let after = session.request("ping", json!({})).await;
+    assert_eq!(after.status, 404, "{}", after.body);
+}
