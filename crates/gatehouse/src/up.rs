@@ -77,6 +77,8 @@ async fn up(mut args: UpArgs) -> Result<ExitCode> {
         args.gateway.store.database_url = Some(pg.database_url());
         local_pg = Some(pg);
     }
+    // On a laptop the upstreams (the demo one included) live on loopback or the local network.
+    args.gateway.allow_private_upstreams = true;
     if args
         .gateway
         .secrets
