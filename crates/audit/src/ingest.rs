@@ -107,6 +107,15 @@ impl Fetched {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// The complete events among the entries (outcomes and never-forwarded requests).
+    pub fn records(&self) -> Vec<AuditRecord> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.kind(), Some("o" | "c")))
+            .filter_map(Entry::record)
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -374,7 +383,11 @@ impl Ingester {
             pipe.ignore();
         }
         let mut con = self.connection.clone();
-        within(self.config.stream.call_timeout, pipe.query_async::<()>(&mut con)).await
+        within(
+            self.config.stream.call_timeout,
+            pipe.query_async::<()>(&mut con),
+        )
+        .await
     }
 
     async fn redis_now_ms(&self) -> Result<u64, Error> {

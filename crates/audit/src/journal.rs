@@ -60,7 +60,9 @@ impl StreamConfig {
 
     pub(crate) async fn connect(&self, url: &str) -> Result<ConnectionManager, Error> {
         if self.shards == 0 {
-            return Err(Error::Config("the number of audit shards must be at least 1".into()));
+            return Err(Error::Config(
+                "the number of audit shards must be at least 1".into(),
+            ));
         }
         let client = Client::open(url).map_err(Error::InvalidUrl)?;
         let config = ConnectionManagerConfig::new()
@@ -189,7 +191,9 @@ impl Journal {
         write_ahead: Option<&str>,
     ) -> Result<String, Error> {
         let json = serde_json::to_string(record).map_err(Error::Encoding)?;
-        let key = self.config.stream_key(self.config.shard_of(record.organisation_id));
+        let key = self
+            .config
+            .stream_key(self.config.shard_of(record.organisation_id));
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&key).arg("*").arg("k").arg(kind).arg("e").arg(json);
         if let Some(w) = write_ahead {
