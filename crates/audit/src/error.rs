@@ -26,6 +26,9 @@ pub enum Error {
     /// The event could not be serialised (never expected for events built by the gateway).
     #[error("cannot encode audit event: {0}")]
     Encoding(#[source] serde_json::Error),
+    /// Writing an export failed (a closed pipe, a full disk).
+    #[error("writing the export: {0}")]
+    Io(#[source] std::io::Error),
     /// Postgres failed while storing or reading events; the ingester retries without acknowledging.
     #[error("audit store: {0}")]
     Store(#[from] store::Error),

@@ -56,8 +56,10 @@ pub(crate) async fn run(command: Command) -> ExitCode {
         | Command::Audit(AuditCommand::Partitions { store: s, .. }) => s.json,
         Command::Policy(PolicyCommand::Offline(_))
         | Command::Tools(_)
-        | Command::DemoUpstream(_) => {
-            unreachable!("offline commands are run by main without a store")
+        | Command::DemoUpstream(_)
+        | Command::Ingest(_)
+        | Command::Audit(AuditCommand::Store(_)) => {
+            unreachable!("offline and audit commands are run by main without this module")
         }
     };
     match dispatch(command).await {
@@ -330,8 +332,10 @@ async fn dispatch(command: Command) -> Outcome {
         }
         Command::Policy(PolicyCommand::Offline(_))
         | Command::Tools(_)
-        | Command::DemoUpstream(_) => {
-            unreachable!("offline commands are run by main without a store")
+        | Command::DemoUpstream(_)
+        | Command::Ingest(_)
+        | Command::Audit(AuditCommand::Store(_)) => {
+            unreachable!("offline and audit commands are run by main without this module")
         }
         Command::Audit(AuditCommand::Partitions {
             retain_days,
