@@ -1,7 +1,10 @@
 //! Integration tests of the durable path against a real Redis (a unique stream prefix per test)
 //! and a real Postgres (a fresh database per test via `#[sqlx::test]`).
 
+mod chain;
 mod durable;
+mod export;
+mod postgres_down;
 
 use std::time::Duration;
 
