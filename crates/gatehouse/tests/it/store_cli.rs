@@ -7,14 +7,14 @@ use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
 
 /// A database created for one test and dropped at its end.
-struct FreshDatabase {
+pub(crate) struct FreshDatabase {
     admin_url: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl FreshDatabase {
-    async fn create() -> Self {
+    pub(crate) async fn create() -> Self {
         let admin_url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let name = format!("gatehouse_cli_{}", uuid::Uuid::new_v4().simple());
@@ -35,7 +35,7 @@ impl FreshDatabase {
         }
     }
 
-    async fn drop(self) {
+    pub(crate) async fn drop(self) {
         let mut conn = PgConnection::connect(&self.admin_url).await.unwrap();
         conn.execute(sqlx::AssertSqlSafe(format!(
             "drop database {} with (force)",
@@ -46,7 +46,7 @@ impl FreshDatabase {
     }
 }
 
-fn gatehouse(db: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn gatehouse(db: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
     cmd.args(args)
         .env_clear()
@@ -58,7 +58,7 @@ fn gatehouse(db: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("gatehouse runs")
 }
 
-fn json(out: &Output) -> Value {
+pub(crate) fn json(out: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(
@@ -68,7 +68,7 @@ fn json(out: &Output) -> Value {
     })
 }
 
-fn ok_json(out: &Output) -> Value {
+pub(crate) fn ok_json(out: &Output) -> Value {
     assert!(
         out.status.success(),
         "failed: {}",
