@@ -6,10 +6,15 @@
 //! database is reused by later runs with the same N. For figures that reflect a release build of
 //! the services, run `cargo run --release -p xtask -- bench store`.
 //!
+//! `cargo xtask bench audit [--events N] [--ingesters N] …` fills Redis shard streams with N calls
+//! (write-ahead and outcome each) and times the audit ingester moving them into a fresh database,
+//! printing events/s against the 20,000 events/s budget.
+//!
 //! This is tooling, never linked into the product. Its only SQL is the bulk seeding of the
 //! benchmark database (which the product never does); every measured query is the store's.
 #![forbid(unsafe_code)]
 
+mod bench_audit;
 mod bench_store;
 
 use anyhow::{Context as _, bail};
@@ -31,9 +36,19 @@ fn main() -> anyhow::Result<()> {
                 .context("starting the async runtime")?
                 .block_on(bench_store::run(options))
         }
+        ["bench", "audit", rest @ ..] => {
+            let options = bench_audit::Options::parse(rest)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(bench_audit::run(options))
+        }
         _ => bail!(
             "usage: cargo xtask bench store [--events N] [--iterations N] [--reseed] [--database NAME]\n\
-             (DATABASE_URL names the Postgres server; default postgres://postgres@127.0.0.1:5432/postgres)"
+             cargo xtask bench audit [--events N] [--orgs N] [--ingesters N] [--batch N] [--shards N] [--database NAME]\n\
+             (DATABASE_URL names the Postgres server; default postgres://postgres@127.0.0.1:5432/postgres; REDIS_URL the Redis)"
         ),
     }
 }
