@@ -79,7 +79,7 @@ fn call(org: OrgId, server: ServerId, grant: GrantId, i: usize) -> AuditRecord {
         session: Some("7f9c2d1e-session".into()),
         method: "tools/call".into(),
         tool: Some(
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 "reboot_device"
             } else {
                 "get_parameter"
@@ -90,7 +90,7 @@ fn call(org: OrgId, server: ServerId, grant: GrantId, i: usize) -> AuditRecord {
             Some(
                 &serde_json::json!({"device_id": format!("00236A-{i}"), "parameter": "Device.DeviceInfo.SoftwareVersion"}),
             ),
-            i % 2 == 0,
+            i.is_multiple_of(2),
         ),
         decision: AuditDecision::Allow,
         rule: Some("/tools/get_parameter".into()),
