@@ -43,6 +43,10 @@ pub(crate) struct IngestArgs {
     /// This ingester's consumer name in the group; unique per running instance.
     #[arg(long, env = "GATEHOUSE_INGEST_CONSUMER")]
     consumer: Option<String>,
+    /// Ingesters run in this process (each its own consumer, `<consumer>-<n>`): Postgres
+    /// inserts of different organisations then overlap.
+    #[arg(long, env = "GATEHOUSE_INGEST_WORKERS", default_value_t = 2)]
+    workers: usize,
     /// The most entries read from one shard per batch.
     #[arg(long, env = "GATEHOUSE_INGEST_BATCH", default_value_t = 2000)]
     batch: usize,
@@ -186,6 +190,11 @@ pub(crate) fn run_ingest(args: IngestArgs) -> ExitCode {
             .0
             .push("GATEHOUSE_INGEST_BATCH: must be between 1 and 100000".into());
     }
+    if args.workers == 0 || args.workers > 64 {
+        problems
+            .0
+            .push("GATEHOUSE_INGEST_WORKERS: must be between 1 and 64".into());
+    }
     if args.stream.shards == 0 {
         problems
             .0
@@ -214,6 +223,7 @@ pub(crate) fn run_ingest(args: IngestArgs) -> ExitCode {
         claim_idle: Duration::from_secs(args.claim_idle_secs.max(1)),
         idle_sleep: Duration::from_millis(50),
     };
+    let workers = args.workers;
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => return finish(Err(e)),
@@ -223,14 +233,21 @@ pub(crate) fn run_ingest(args: IngestArgs) -> ExitCode {
         store::audit::ensure_partitions_ahead(store.pool())
             .await
             .context("creating audit partitions")?;
-        let ingester = audit::Ingester::connect(&redis, store.clone(), config)
-            .await
-            .context("connecting to the audit streams")?;
+        let mut ingesters = Vec::new();
+        for n in 0..workers {
+            let mut config = config.clone();
+            if workers > 1 {
+                config.consumer = format!("{}-{n}", config.consumer);
+            }
+            ingesters.push(
+                audit::Ingester::connect(&redis, store.clone(), config)
+                    .await
+                    .context("connecting to the audit streams")?,
+            );
+        }
         eprintln!(
-            "ingesting audit events as consumer {:?} from {} shard(s) of {:?}",
-            ingester.config().consumer,
-            ingester.config().stream.shards,
-            ingester.config().stream.prefix
+            "ingesting audit events with {workers} consumer(s) named {:?}… from {} shard(s) of {:?}",
+            config.consumer, config.stream.shards, config.stream.prefix
         );
         // Partitions ahead and retention, hourly, beside the ingester.
         let housekeeping = tokio::spawn(async move {
@@ -251,9 +268,26 @@ pub(crate) fn run_ingest(args: IngestArgs) -> ExitCode {
                 }
             }
         });
-        let result = ingester.run(shutdown_signal()).await;
+        // Every worker stops at the first SIGINT or SIGTERM.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        for ingester in ingesters {
+            let mut stopped = stopped.clone();
+            tasks.spawn(ingester.run(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
+        }
+        tokio::select! {
+            () = shutdown_signal() => { let _ = stop.send(true); }
+            Some(done) = tasks.join_next() => {
+                let _ = stop.send(true);
+                done.context("an ingester panicked")?.context("ingesting")?;
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.context("an ingester panicked")?.context("ingesting")?;
+        }
         housekeeping.abort();
-        result.context("ingesting")?;
         Ok(ExitCode::SUCCESS)
     }))
 }
