@@ -224,7 +224,17 @@ impl Ingester {
         for shard in 0..self.config.stream.shards {
             let fetched = match self.unsettled[usize::from(shard)].take() {
                 Some(f) => f,
-                None => self.fetch(shard).await?,
+                None => match self.fetch(shard).await {
+                    Ok(f) => f,
+                    // The stream or its group is gone (a Redis that lost its data, a stream
+                    // deleted by hand): recreate them so that new entries are read again.
+                    Err(Error::Unavailable(e)) if e.code() == Some("NOGROUP") => {
+                        tracing::warn!("audit stream group missing; recreating it");
+                        self.create_groups().await?;
+                        self.fetch(shard).await?
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             if fetched.is_empty() {
                 continue;

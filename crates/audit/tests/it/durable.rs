@@ -215,3 +215,32 @@ async fn write_ahead_errors_fast_when_redis_is_unreachable() {
     assert!(Journal::connect(&url, streams).await.is_err());
     assert!(started.elapsed() < Duration::from_millis(700));
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_stream_deleted_under_the_ingester_is_recreated(pool: PgPool) {
+    let store = store(pool);
+    let org = org(&store).await;
+    let streams = streams();
+    let mut ingester = ingester(&store, &streams, "a").await;
+    let mut con = redis::Client::open(crate::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for shard in 0..streams.shards {
+        let _: () = redis::cmd("DEL")
+            .arg(streams.stream_key(shard))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    ingester.step().await.unwrap();
+    let journal = journal(&streams).await;
+    let t = journal
+        .write_ahead(record(org, "after-loss"))
+        .await
+        .unwrap();
+    journal.record_outcome(t, ok_outcome()).await.unwrap();
+    let events = ingest_until(&mut ingester, &store, org, |e| !e.is_empty()).await;
+    assert_eq!(events.len(), 1);
+}
