@@ -101,3 +101,58 @@ begin
 end
 $$;
 revoke all on function gatehouse_audit_retention_apply(timestamptz) from public;
+
+-- The global retention of `gatehouse audit partitions --retain-days` drops whole partitions; it now
+-- records each organisation's anchor first (the first sequence at or after the cut and the hash it
+-- links to), so verification still holds on what remains. Events older than the cut but later in
+-- the chain than a kept one (late arrivals) go with their partition and are reported as removed.
+create or replace function gatehouse_audit_partition_drop_before(p_before date)
+returns setof text
+language plpgsql
+as $$
+declare
+    part record;
+    o record;
+    cutoff timestamptz := (p_before::timestamp at time zone 'UTC');
+    keep_from bigint;
+    link bytea;
+begin
+    for o in select h.organisation_id as id, h.last_sequence, h.last_hash
+             from chain_head h where h.chain = 'audit' and h.last_sequence > 0
+    loop
+        select min(e.sequence) into keep_from
+        from audit_event e where e.organisation_id = o.id and e.occurred_at >= cutoff;
+        if keep_from is null then
+            keep_from := o.last_sequence + 1;
+            link := o.last_hash;
+        else
+            select e.prev_hash into link
+            from audit_event e where e.organisation_id = o.id and e.sequence = keep_from;
+        end if;
+        if keep_from > 1
+           and exists (select 1 from audit_event e where e.organisation_id = o.id and e.occurred_at < cutoff)
+           and not exists (select 1 from audit_chain_anchor a
+                           where a.organisation_id = o.id and a.first_sequence >= keep_from) then
+            insert into audit_chain_anchor as a (organisation_id, first_sequence, prev_hash, cut_before)
+            values (o.id, keep_from, link, cutoff)
+            on conflict on constraint audit_chain_anchor_pkey do update
+                set first_sequence = excluded.first_sequence, prev_hash = excluded.prev_hash,
+                    cut_before = excluded.cut_before, updated_at = now();
+        end if;
+    end loop;
+    for part in
+        select c.relname
+        from pg_inherits i
+        join pg_class c on c.oid = i.inhrelid
+        where i.inhparent = 'audit_event'::regclass
+          and c.relname ~ '^audit_event_p[0-9]{8}$'
+          and to_date(substr(c.relname, 14), 'YYYYMMDD') + 1 <= p_before
+        order by c.relname
+    loop
+        execute format('drop table %I', part.relname);
+        return next part.relname;
+    end loop;
+    delete from audit_hour_count where hour < cutoff;
+end
+$$;
+revoke all on function gatehouse_audit_partition_drop_before(date) from public;

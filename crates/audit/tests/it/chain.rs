@@ -214,3 +214,26 @@ async fn retention_cuts_the_chain_where_verify_anchors(pool: PgPool) {
         Some(ChainProblem::Removed { from: 4, to: 4 })
     );
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn dropping_whole_partitions_records_the_anchor_too(pool: PgPool) {
+    let store = store(pool.clone());
+    let org = org(&store).await;
+    let now = OffsetDateTime::now_utc();
+    ingest(
+        &store,
+        org,
+        &[
+            now - Duration::days(5),
+            now - Duration::days(4),
+            now - Duration::minutes(1),
+        ],
+    )
+    .await;
+    let dropped = store::audit::drop_partitions_before(&pool, (now - Duration::days(2)).date())
+        .await
+        .unwrap();
+    assert!(dropped.len() >= 2, "{dropped:?}");
+    let r = verify(&store, org).await;
+    assert_eq!((r.problem, r.checked, r.first_sequence), (None, 1, Some(3)));
+}
