@@ -1,8 +1,10 @@
 //! The `gatehouse` binary: one executable, one subcommand per role. This file only parses the
 //! command line and dispatches; each command lives in its own module (`policy_cmd` for the offline
-//! policy tools, `ops` for the operator commands over the store). It never contains SQL.
+//! policy tools, `ops` for the operator commands over the store, `audit_cmd` for the audit
+//! ingester, verification, export and retention). It never contains SQL.
 #![forbid(unsafe_code)]
 
+mod audit_cmd;
 mod config;
 mod gateway_cmd;
 mod local_pg;
@@ -67,9 +69,11 @@ enum Command {
     /// Secret keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Audit log maintenance.
+    /// Audit log: verification, export, retention, partitions.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run the audit ingester: move events from the Redis streams into Postgres.
+    Ingest(audit_cmd::IngestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +193,8 @@ enum AuditCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    #[command(flatten)]
+    Store(audit_cmd::AuditStoreCommand),
 }
 
 /// The keys that seal secrets at rest.
@@ -224,6 +230,8 @@ fn main() -> ExitCode {
         Command::DemoUpstream(args) => serve(genieacs_sim::run(args)),
         Command::Gateway(args) => return gateway_cmd::run(args),
         Command::Up(args) => return up::run(args),
+        Command::Ingest(args) => return audit_cmd::run_ingest(args),
+        Command::Audit(AuditCommand::Store(cmd)) => return audit_cmd::run_audit(cmd),
         command => return run_with_store(command),
     };
     match offline {

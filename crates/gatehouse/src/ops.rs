@@ -60,8 +60,10 @@ pub(crate) async fn run(command: Command) -> ExitCode {
         | Command::Tools(_)
         | Command::DemoUpstream(_)
         | Command::Gateway(_)
-        | Command::Up(_) => {
-            unreachable!("offline commands are run by main without a store")
+        | Command::Up(_)
+        | Command::Ingest(_)
+        | Command::Audit(AuditCommand::Store(_)) => {
+            unreachable!("offline, service and audit commands are run by main without this module")
         }
     };
     match dispatch(command).await {
@@ -381,8 +383,10 @@ async fn dispatch(command: Command) -> Outcome {
         | Command::Tools(_)
         | Command::DemoUpstream(_)
         | Command::Gateway(_)
-        | Command::Up(_) => {
-            unreachable!("offline commands are run by main without a store")
+        | Command::Up(_)
+        | Command::Ingest(_)
+        | Command::Audit(AuditCommand::Store(_)) => {
+            unreachable!("offline, service and audit commands are run by main without this module")
         }
         Command::Audit(AuditCommand::Partitions {
             retain_days,

@@ -769,13 +769,24 @@ pub async fn verify_audit_chain(tx: &mut OrgTx) -> Result<ChainReport> {
     .fetch_optional(tx.conn())
     .await?
     .map_or(0, |r| r.last_sequence);
+    let anchor = sqlx::query!(
+        "select first_sequence, prev_hash from audit_chain_anchor where organisation_id = $1",
+        org.as_uuid()
+    )
+    .fetch_optional(tx.conn())
+    .await?;
     let mut report = ChainReport {
         checked: 0,
         first_sequence: None,
         problem: None,
     };
-    let mut expected_seq: Option<i64> = None;
-    let mut prev_hash: Option<Vec<u8>> = None;
+    // Where the stored chain must start: the genesis, or where retention cut it.
+    let (start_seq, start_hash) = match anchor {
+        Some(a) => (a.first_sequence, a.prev_hash),
+        None => (1, GENESIS_HASH.to_vec()),
+    };
+    let mut expected_seq: Option<i64> = Some(start_seq);
+    let mut prev_hash: Option<Vec<u8>> = Some(start_hash);
     let mut after = 0_i64;
     loop {
         let rows = sqlx::query!(
@@ -836,9 +847,7 @@ pub async fn verify_audit_chain(tx: &mut OrgTx) -> Result<ChainReport> {
                     return Ok(report);
                 }
             }
-            if prev_hash.as_ref().is_some_and(|p| *p != r.prev_hash)
-                || (r.sequence == 1 && r.prev_hash != GENESIS_HASH)
-            {
+            if prev_hash.as_ref().is_some_and(|p| *p != r.prev_hash) {
                 report.problem = Some(ChainProblem::Inserted {
                     sequence: r.sequence,
                     audit_event_id: id,
@@ -857,12 +866,197 @@ pub async fn verify_audit_chain(tx: &mut OrgTx) -> Result<ChainReport> {
             prev_hash = Some(r.hash);
         }
     }
-    let next = expected_seq.unwrap_or(1);
+    let next = expected_seq.unwrap_or(start_seq);
     if head >= next {
         report.problem = Some(ChainProblem::Removed {
             from: next,
             to: head,
         });
+    }
+    Ok(report)
+}
+
+macro_rules! stored_event {
+    ($r:expr, $org:expr) => {{
+        let r = $r;
+        AuditEvent {
+            event: NewAuditEvent {
+                audit_event_id: AuditEventId::from_uuid(r.audit_event_id),
+                organisation_id: $org,
+                occurred_at: r.occurred_at,
+                server_id: ServerId::from_uuid(r.server_id),
+                grant_id: GrantId::from_uuid(r.access_grant_id),
+                identity: r.identity,
+                session_id: r.session_id,
+                method: r.method,
+                tool_name: r.tool_name,
+                arguments: r.arguments,
+                decision: AuditDecision::parse(&r.decision)?,
+                rule: r.rule,
+                message: r.message,
+                policy_version: r.policy_version,
+                upstream_status: r.upstream_status,
+                is_error: r.is_error,
+                latency_us: r.latency_us,
+                client_addr: r.client_addr.and_then(|a| a.parse().ok()),
+                user_agent: r.user_agent,
+            },
+            sequence: r.sequence,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }};
+}
+
+/// The most rows one export page returns.
+pub const MAX_EXPORT_PAGE: i64 = 10_000;
+
+/// One page of an export: events matching `filter`, oldest first, strictly after `after` in
+/// (time, id) order. Callers page by passing the last row's (time, id) back, so an export of
+/// any size holds one page in memory at a time.
+#[tracing::instrument(skip(tx))]
+pub async fn audit_export_page(
+    tx: &mut OrgTx,
+    filter: &AuditFilter,
+    after: Option<AuditCursor>,
+    limit: i64,
+) -> Result<Vec<AuditEvent>> {
+    let limit = limit.clamp(1, MAX_EXPORT_PAGE);
+    let org = tx.org();
+    force_custom_plans(tx.conn()).await?;
+    let rows = sqlx::query!(
+        r#"
+        select audit_event_id, occurred_at, sequence, prev_hash, hash, server_id, access_grant_id,
+               identity, session_id, method, tool_name, arguments, decision::text as "decision!",
+               rule, message, policy_version, upstream_status, is_error, latency_us,
+               host(client_addr) as client_addr, user_agent
+        from audit_event
+        where organisation_id = $1
+          and ($2::timestamptz is null or occurred_at >= $2)
+          and ($3::timestamptz is null or occurred_at < $3)
+          and ($4::uuid is null or server_id = $4)
+          and ($5::uuid is null or access_grant_id = $5)
+          and ($6::text is null or identity = $6)
+          and ($7::text is null or tool_name = $7)
+          and ($8::text is null or decision = $8::audit_decision)
+          and ($9::text is null or message ilike $9)
+          and ($10::timestamptz is null or occurred_at >= $10)
+          and ($10::timestamptz is null or (occurred_at, audit_event_id) > ($10, $11::uuid))
+        order by occurred_at, audit_event_id
+        limit $12
+        "#,
+        org.as_uuid(),
+        filter.from,
+        filter.to,
+        filter.server.map(|s| s.as_uuid()),
+        filter.grant.map(|g| g.as_uuid()),
+        filter.identity.as_deref(),
+        filter.tool.as_deref(),
+        filter.decision.map(AuditDecision::as_str),
+        filter.text.as_deref().map(like_pattern),
+        after.map(|c| c.occurred_at),
+        after.map(|c| c.audit_event_id),
+        limit,
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    rows.into_iter()
+        .map(|r| Ok(stored_event!(r, org)))
+        .collect()
+}
+
+/// The organisation's audit retention in whole days; `None` keeps everything.
+#[tracing::instrument(skip(tx))]
+pub async fn audit_retention(tx: &mut OrgTx) -> Result<Option<i32>> {
+    let org = tx.org().as_uuid();
+    let row = sqlx::query!(
+        "select audit_retention_days from organisation where organisation_id = $1",
+        org
+    )
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(Error::NotFound {
+        what: "organisation",
+    })?;
+    Ok(row.audit_retention_days)
+}
+
+/// Sets the organisation's audit retention (`None` keeps everything), recorded in the admin log.
+#[tracing::instrument(skip(tx))]
+pub async fn set_audit_retention(
+    tx: &mut OrgTx,
+    actor: crate::Actor,
+    days: Option<i32>,
+) -> Result<()> {
+    if let Some(d) = days
+        && !(1..=36_500).contains(&d)
+    {
+        return Err(Error::invalid(
+            "retention",
+            "must be between 1 and 36500 days",
+        ));
+    }
+    let org = tx.org().as_uuid();
+    sqlx::query!(
+        "update organisation set audit_retention_days = $2, updated_at = now() where organisation_id = $1",
+        org,
+        days
+    )
+    .execute(tx.conn())
+    .await?;
+    crate::admin::record_admin_event(
+        tx,
+        actor,
+        "organisation.audit_retention",
+        Some(org),
+        json!({ "audit_retention_days": days }),
+    )
+    .await
+}
+
+/// Where retention cut one organisation's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetentionCut {
+    pub organisation_id: OrgId,
+    /// Events removed.
+    pub removed: i64,
+    /// The first sequence still stored; verification anchors here.
+    pub first_sequence: i64,
+}
+
+/// What a retention run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionReport {
+    pub cuts: Vec<RetentionCut>,
+    /// Daily partitions left empty and dropped.
+    pub dropped_partitions: Vec<String>,
+}
+
+/// Applies every organisation's retention as of `now`: cuts each chain's prefix older than the
+/// organisation's retention (recording where, for verification), then drops the past partitions
+/// left empty. Needs the table owner's rights, not the application role's.
+#[tracing::instrument(skip(pool))]
+pub async fn apply_audit_retention(pool: &PgPool, now: OffsetDateTime) -> Result<RetentionReport> {
+    let rows = sqlx::query!(
+        r#"
+        select organisation_id, removed as "removed!", first_sequence,
+               dropped_partitions as "dropped_partitions!"
+        from gatehouse_audit_retention_apply($1)
+        "#,
+        now
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut report = RetentionReport::default();
+    for r in rows {
+        match (r.organisation_id, r.first_sequence) {
+            (Some(org), Some(first_sequence)) => report.cuts.push(RetentionCut {
+                organisation_id: OrgId::from_uuid(org),
+                removed: r.removed,
+                first_sequence,
+            }),
+            _ => report.dropped_partitions.extend(r.dropped_partitions),
+        }
     }
     Ok(report)
 }

@@ -77,6 +77,20 @@ impl Store {
         .map(OrgId::from_uuid)
     }
 
+    /// Every organisation's id, oldest first; for operator commands that run over all of them
+    /// (`gatehouse audit verify` without `--org`). Reveals ids only.
+    #[tracing::instrument(skip(self))]
+    pub async fn organisation_ids(&self) -> Result<Vec<OrgId>> {
+        Ok(sqlx::query_scalar!(
+            "select organisation_id from organisation order by created_at, organisation_id"
+        )
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(OrgId::from_uuid)
+        .collect())
+    }
+
     /// The organisation that owns a grant; for the operator CLI, which is given a grant id alone.
     #[tracing::instrument(skip(self))]
     pub async fn organisation_of_grant(&self, grant: GrantId) -> Result<OrgId> {

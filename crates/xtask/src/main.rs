@@ -9,11 +9,15 @@
 //! `cargo xtask bench gateway [--seconds N] [--rate N] [--connections N] [--no-limits]` measures `tools/call`
 //! directly against the GenieACS simulator, through the gateway (limits and audit on) and through
 //! nginx, and prints throughput, p50/p99, the latency each proxy adds and the budget ratios.
+//! `cargo xtask bench audit [--events N] [--ingesters N] …` fills Redis shard streams with N calls
+//! (write-ahead and outcome each) and times the audit ingester moving them into a fresh database,
+//! printing events/s against the 20,000 events/s budget.
 //!
 //! This is tooling, never linked into the product. Its only SQL is the bulk seeding of the
 //! benchmark database (which the product never does); every measured query is the store's.
 #![forbid(unsafe_code)]
 
+mod bench_audit;
 mod bench_gateway;
 mod bench_store;
 
@@ -29,26 +33,30 @@ fn main() -> anyhow::Result<()> {
     {
         ["bench", "store", rest @ ..] => {
             let options = bench_store::Options::parse(rest)?;
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?
-                .block_on(bench_store::run(options))
+            runtime()?.block_on(bench_store::run(options))
         }
         ["bench", "gateway", rest @ ..] => {
             let options = bench_gateway::Options::parse(rest)?;
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?
-                .block_on(bench_gateway::run(options))
+            runtime()?.block_on(bench_gateway::run(options))
+        }
+        ["bench", "audit", rest @ ..] => {
+            let options = bench_audit::Options::parse(rest)?;
+            runtime()?.block_on(bench_audit::run(options))
         }
         _ => bail!(
             "usage: cargo xtask bench gateway [--seconds N] [--rate N] [--connections N] [--no-limits]\n\
                     cargo xtask bench store [--events N] [--iterations N] [--reseed] [--database NAME]\n\
-             (DATABASE_URL names the Postgres server; default postgres://postgres@127.0.0.1:5432/postgres)"
+                    cargo xtask bench audit [--events N] [--orgs N] [--ingesters N] [--batch N] [--shards N] [--database NAME]\n\
+             (DATABASE_URL names the Postgres server; default postgres://postgres@127.0.0.1:5432/postgres; REDIS_URL the Redis)"
         ),
     }
+}
+
+/// The benchmarks' runtime: two workers, like the machine the budgets are set for.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }

@@ -1,5 +1,6 @@
 //! Black-box tests of the `gatehouse` binary: run it as a user would and read what it prints.
 
+mod audit_cli;
 mod gateway_cli;
 mod policy_cli;
 mod store_cli;

@@ -1,0 +1,432 @@
+//! The ingester: moves events from the shard streams into Postgres, in batches, idempotently,
+//! acknowledging entries only after the batch committed.
+//!
+//! Several ingesters share the consumer group `ingest`; each reads new entries (`XREADGROUP >`)
+//! and claims entries another consumer left pending longer than `claim_idle` (`XAUTOCLAIM`), which
+//! covers a consumer that died mid-batch and the write-ahead entries deferred below. Storing is
+//! idempotent on (event id, time), so an entry stored twice (a consumer that committed but died
+//! before acknowledging, or two consumers racing on a claimed entry) is stored once.
+//!
+//! A write-ahead entry (`w`) is acknowledged together with its outcome (`o` names it). One whose
+//! outcome has not come is left pending; once it is older than the grace period (by the Redis
+//! clock: its entry id is Redis's time of writing) it is stored with an unknown outcome. The grace
+//! period must exceed the longest a call can take to get its answer's head (upstream timeout plus
+//! approval wait): an outcome that arrives later than that finds the event already stored and is
+//! dropped as a duplicate.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use store::Store;
+use store::audit::NewAuditEvent;
+
+use crate::journal::within;
+use crate::{AuditRecord, Error, Outcome, StreamConfig};
+
+/// The consumer group every ingester joins.
+pub const GROUP: &str = "ingest";
+
+/// How an ingester reads and when it gives up waiting.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub stream: StreamConfig,
+    /// This consumer's name in the group; unique per running ingester (e.g. the host name).
+    pub consumer: String,
+    /// The most entries read from one shard per step.
+    pub batch: usize,
+    /// How long a write-ahead waits for its outcome before it is stored as unknown.
+    pub grace: Duration,
+    /// How long an entry stays pending with a consumer before another may claim it. Longer than
+    /// one batch can take to store.
+    pub claim_idle: Duration,
+    /// How long to sleep when every shard was empty.
+    pub idle_sleep: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            stream: StreamConfig {
+                // Reads of a whole batch take longer than a gateway's call.
+                call_timeout: Duration::from_secs(5),
+                ..StreamConfig::default()
+            },
+            consumer: "ingest-1".into(),
+            batch: 2000,
+            grace: Duration::from_secs(120),
+            claim_idle: Duration::from_secs(30),
+            idle_sleep: Duration::from_millis(50),
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepReport {
+    /// Entries read or claimed.
+    pub read: u64,
+    /// Events newly stored.
+    pub inserted: u64,
+    /// Events found already stored (retries, late outcomes).
+    pub duplicates: u64,
+    /// Write-aheads stored with an unknown outcome.
+    pub unknown: u64,
+    /// Write-aheads left pending for their outcome.
+    pub deferred: u64,
+    /// Entries acknowledged (and deleted from the stream).
+    pub acked: u64,
+    /// Entries that could not be read as events, moved to `<prefix>:dead`.
+    pub dead: u64,
+}
+
+impl StepReport {
+    fn add(&mut self, o: StepReport) {
+        self.read += o.read;
+        self.inserted += o.inserted;
+        self.duplicates += o.duplicates;
+        self.unknown += o.unknown;
+        self.deferred += o.deferred;
+        self.acked += o.acked;
+        self.dead += o.dead;
+    }
+}
+
+/// Entries read from one shard and not yet acknowledged.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    shard: u16,
+    entries: Vec<Entry>,
+}
+
+impl Fetched {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The complete events among the entries (outcomes and never-forwarded requests).
+    pub fn records(&self) -> Vec<AuditRecord> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.kind(), Some("o" | "c")))
+            .filter_map(Entry::record)
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: String,
+    fields: HashMap<String, String>,
+}
+
+/// One ingester instance.
+pub struct Ingester {
+    connection: ConnectionManager,
+    store: Store,
+    config: IngestConfig,
+    /// A batch read but not stored (Postgres failed): retried before anything new is read.
+    unsettled: Vec<Option<Fetched>>,
+    /// Where each shard's next XAUTOCLAIM scan starts.
+    claim_cursor: Vec<String>,
+}
+
+impl std::fmt::Debug for Ingester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingester")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+type RawEntries = Vec<(String, Option<HashMap<String, String>>)>;
+
+impl Ingester {
+    /// Connects and makes sure every shard stream and the consumer group exist.
+    pub async fn connect(url: &str, store: Store, config: IngestConfig) -> Result<Self, Error> {
+        let connection = config.stream.connect(url).await?;
+        let shards = usize::from(config.stream.shards);
+        let ingester = Ingester {
+            connection,
+            store,
+            unsettled: (0..shards).map(|_| None).collect(),
+            claim_cursor: vec!["0-0".into(); shards],
+            config,
+        };
+        ingester.create_groups().await?;
+        Ok(ingester)
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.config
+    }
+
+    async fn create_groups(&self) -> Result<(), Error> {
+        for shard in 0..self.config.stream.shards {
+            let mut con = self.connection.clone();
+            // From "0": entries written before the first ingester started are read too.
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(self.config.stream.stream_key(shard))
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut con)
+                .await;
+            match created {
+                Ok(()) => {}
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                Err(e) => return Err(Error::Unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until `shutdown` resolves: steps over every shard, sleeps when all were empty, and
+    /// backs off (keeping what it read) while Redis or Postgres is unavailable.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let pause = match self.step().await {
+                Ok(report) => {
+                    backoff = Duration::from_millis(100);
+                    if report.inserted > 0 || report.unknown > 0 {
+                        tracing::debug!(?report, "audit batch stored");
+                    }
+                    if report.read == 0 {
+                        self.config.idle_sleep
+                    } else {
+                        Duration::ZERO
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "audit ingest failed; nothing acknowledged, retrying");
+                    let b = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    b
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// One pass over every shard: settle what is unsettled, else read and settle a batch.
+    pub async fn step(&mut self) -> Result<StepReport, Error> {
+        let mut total = StepReport::default();
+        for shard in 0..self.config.stream.shards {
+            let fetched = match self.unsettled[usize::from(shard)].take() {
+                Some(f) => f,
+                None => match self.fetch(shard).await {
+                    Ok(f) => f,
+                    // The stream or its group is gone (a Redis that lost its data, a stream
+                    // deleted by hand): recreate them so that new entries are read again.
+                    Err(Error::Unavailable(e)) if e.code() == Some("NOGROUP") => {
+                        tracing::warn!("audit stream group missing; recreating it");
+                        self.create_groups().await?;
+                        self.fetch(shard).await?
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            if fetched.is_empty() {
+                continue;
+            }
+            match self.settle(&fetched).await {
+                Ok(report) => total.add(report),
+                Err(e) => {
+                    self.unsettled[usize::from(shard)] = Some(fetched);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Reads one batch of a shard: entries other consumers (or this one) left pending longer than
+    /// `claim_idle`, then new entries. Nothing is acknowledged.
+    pub async fn fetch(&mut self, shard: u16) -> Result<Fetched, Error> {
+        let key = self.config.stream.stream_key(shard);
+        let timeout = self.config.stream.call_timeout;
+        let mut con = self.connection.clone();
+        let cursor = &mut self.claim_cursor[usize::from(shard)];
+        let (next, claimed, _deleted): (String, RawEntries, Vec<String>) = within(
+            timeout,
+            redis::cmd("XAUTOCLAIM")
+                .arg(&key)
+                .arg(GROUP)
+                .arg(&self.config.consumer)
+                .arg(u64::try_from(self.config.claim_idle.as_millis()).unwrap_or(u64::MAX))
+                .arg(cursor.as_str())
+                .arg("COUNT")
+                .arg(self.config.batch)
+                .query_async(&mut con),
+        )
+        .await?;
+        *cursor = next;
+        let mut entries: Vec<Entry> = claimed
+            .into_iter()
+            .filter_map(|(id, fields)| fields.map(|fields| Entry { id, fields }))
+            .collect();
+        let room = self.config.batch.saturating_sub(entries.len());
+        if room > 0 {
+            let read: Option<Vec<(String, RawEntries)>> = within(
+                timeout,
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(GROUP)
+                    .arg(&self.config.consumer)
+                    .arg("COUNT")
+                    .arg(room)
+                    .arg("STREAMS")
+                    .arg(&key)
+                    .arg(">")
+                    .query_async(&mut con),
+            )
+            .await?;
+            for (_, batch) in read.unwrap_or_default() {
+                entries.extend(
+                    batch
+                        .into_iter()
+                        .filter_map(|(id, fields)| fields.map(|fields| Entry { id, fields })),
+                );
+            }
+        }
+        Ok(Fetched { shard, entries })
+    }
+
+    /// Stores the events of a batch in one `insert_audit_batch`, then acknowledges (and deletes)
+    /// every entry it settled. On `Err` nothing was acknowledged.
+    pub async fn settle(&mut self, fetched: &Fetched) -> Result<StepReport, Error> {
+        let mut report = StepReport {
+            read: fetched.entries.len() as u64,
+            ..StepReport::default()
+        };
+        let now_ms = self.redis_now_ms().await?;
+        let grace_ms = u64::try_from(self.config.grace.as_millis()).unwrap_or(u64::MAX);
+        // Write-aheads whose outcome is in this batch need no event of their own.
+        let answered: HashSet<&str> = fetched
+            .entries
+            .iter()
+            .filter(|e| e.kind() == Some("o"))
+            .filter_map(|e| e.fields.get("w").map(String::as_str))
+            .collect();
+        let mut events: Vec<NewAuditEvent> = Vec::new();
+        let mut ack: Vec<&str> = Vec::new();
+        let mut dead: Vec<&Entry> = Vec::new();
+        for entry in &fetched.entries {
+            let record = match entry.record() {
+                Some(r) => r,
+                None => {
+                    dead.push(entry);
+                    continue;
+                }
+            };
+            match entry.kind() {
+                Some("o") => {
+                    events.push(record.to_new_event());
+                    ack.push(&entry.id);
+                    if let Some(w) = entry.fields.get("w") {
+                        ack.push(w);
+                    }
+                }
+                Some("c") => {
+                    events.push(record.to_new_event());
+                    ack.push(&entry.id);
+                }
+                Some("w") if answered.contains(entry.id.as_str()) => {}
+                Some("w") => {
+                    if entry.age_ms(now_ms) >= grace_ms {
+                        let mut r = record;
+                        r.outcome = Outcome::Unknown;
+                        events.push(r.to_new_event());
+                        ack.push(&entry.id);
+                        report.unknown += 1;
+                    } else {
+                        report.deferred += 1;
+                    }
+                }
+                _ => dead.push(entry),
+            }
+        }
+        if !events.is_empty() {
+            let r = self.store.insert_audit_batch(&events).await?;
+            report.inserted = r.inserted;
+            report.duplicates = r.duplicates;
+        }
+        let key = self.config.stream.stream_key(fetched.shard);
+        if !dead.is_empty() {
+            self.bury(&dead).await?;
+            ack.extend(dead.iter().map(|e| e.id.as_str()));
+            report.dead = dead.len() as u64;
+        }
+        if !ack.is_empty() {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.cmd("XACK").arg(&key).arg(GROUP).arg(&ack);
+            pipe.cmd("XDEL").arg(&key).arg(&ack).ignore();
+            let mut con = self.connection.clone();
+            let (acked,): (u64,) =
+                within(self.config.stream.call_timeout, pipe.query_async(&mut con)).await?;
+            report.acked = acked;
+        }
+        Ok(report)
+    }
+
+    /// Keeps entries that are not events where an operator can look at them.
+    async fn bury(&self, dead: &[&Entry]) -> Result<(), Error> {
+        let key = format!("{}:dead", self.config.stream.prefix);
+        let mut pipe = redis::pipe();
+        for e in dead {
+            tracing::error!(entry = %e.id, "audit stream entry is not an event; moved to {key}");
+            pipe.cmd("XADD").arg(&key).arg("*").arg("id").arg(&e.id);
+            for (k, v) in &e.fields {
+                pipe.arg(k).arg(v);
+            }
+            pipe.ignore();
+        }
+        let mut con = self.connection.clone();
+        within(
+            self.config.stream.call_timeout,
+            pipe.query_async::<()>(&mut con),
+        )
+        .await
+    }
+
+    async fn redis_now_ms(&self) -> Result<u64, Error> {
+        let mut con = self.connection.clone();
+        let (secs, micros): (u64, u64) = within(
+            self.config.stream.call_timeout,
+            redis::cmd("TIME").query_async(&mut con),
+        )
+        .await?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+}
+
+impl Entry {
+    fn kind(&self) -> Option<&str> {
+        self.fields.get("k").map(String::as_str)
+    }
+
+    fn record(&self) -> Option<AuditRecord> {
+        serde_json::from_str(self.fields.get("e")?).ok()
+    }
+
+    /// Milliseconds since Redis added the entry (its id starts with Redis's time in ms).
+    fn age_ms(&self, now_ms: u64) -> u64 {
+        let written: u64 = self
+            .id
+            .split_once('-')
+            .and_then(|(ms, _)| ms.parse().ok())
+            .unwrap_or(0);
+        now_ms.saturating_sub(written)
+    }
+}

@@ -1,0 +1,211 @@
+//! The gateway's side of the durable path: events written ahead of forwarding into a Redis stream,
+//! and the outcome appended after.
+//!
+//! Layout: a small fixed set of shard streams `<prefix>:{<n>}` (`gh:audit:{0}` … `gh:audit:{7}`);
+//! an organisation always maps to the same shard, so its events stay in order. Each stream entry
+//! is one of
+//! - `k=w`: written ahead of forwarding (outcome pending);
+//! - `k=o`: the outcome of a write-ahead, with the complete event and `w=<write-ahead entry id>`;
+//! - `k=c`: a complete event of a request that was never forwarded (denials, refusals).
+//!
+//! Every entry carries the whole event as JSON in `e`, so the ingester never has to join entries
+//! to store one: it stores `o` and `c` entries as they are, and a `w` entry as "outcome unknown"
+//! only once its grace period is over and no `o` acknowledged it.
+//!
+//! Redis must persist the streams (append-only file, `appendfsync everysec` or `always`) and
+//! must not evict (`maxmemory-policy noeviction`): a stream lost with Redis loses the events not
+//! yet ingested. That is a deployment setting (compose, Kubernetes), not something this crate can
+//! check from a client.
+
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Value};
+
+use crate::{AuditRecord, Error, Outcome};
+
+/// Where the streams are and how long a call may take.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Stream keys are `<prefix>:{<shard>}`; tests use a unique prefix each.
+    pub prefix: String,
+    /// How many shard streams there are. Gateways and ingesters must agree.
+    pub shards: u16,
+    /// The longest one Redis call may take, reconnection included; past it the call fails and the
+    /// gateway refuses the request.
+    pub call_timeout: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            prefix: "gh:audit".into(),
+            shards: 8,
+            call_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+impl StreamConfig {
+    /// The stream of shard `n`; the braces make it a Redis Cluster hash tag, so each shard is one slot.
+    pub fn stream_key(&self, shard: u16) -> String {
+        format!("{}:{{{shard}}}", self.prefix)
+    }
+
+    /// The shard of an organisation: stable for its id, whatever the process.
+    pub fn shard_of(&self, org: store::OrgId) -> u16 {
+        let b = org.as_uuid().into_bytes();
+        (u16::from_be_bytes([b[14], b[15]])) % self.shards.max(1)
+    }
+
+    pub(crate) async fn connect(&self, url: &str) -> Result<ConnectionManager, Error> {
+        if self.shards == 0 {
+            return Err(Error::Config(
+                "the number of audit shards must be at least 1".into(),
+            ));
+        }
+        let client = Client::open(url).map_err(Error::InvalidUrl)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.call_timeout))
+            .set_response_timeout(Some(self.call_timeout))
+            .set_number_of_retries(1);
+        ConnectionManager::new_lazy_with_config(client, config).map_err(Error::Unavailable)
+    }
+}
+
+pub(crate) async fn within<T>(
+    timeout: Duration,
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) if e.is_timeout() => Err(Error::Timeout(timeout)),
+        Ok(Err(e)) => Err(Error::Unavailable(e)),
+        Err(_) => Err(Error::Timeout(timeout)),
+    }
+}
+
+/// The gateway's handle on the durable path. Cheap to clone; clones share one multiplexed
+/// connection that reconnects by itself.
+#[derive(Clone)]
+pub struct Journal {
+    connection: ConnectionManager,
+    config: StreamConfig,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Proof that an event was written ahead; hand it back with its outcome.
+#[derive(Debug)]
+#[must_use = "record the outcome of a call written ahead, or it is stored as unknown"]
+pub struct Ticket {
+    record: AuditRecord,
+    entry_id: String,
+    written_at: Instant,
+}
+
+impl Ticket {
+    /// The event as written ahead; fields learnt later (the upstream's `isError`, a decision
+    /// turned into `upstream_error`) can be set here before [`Journal::record_outcome`].
+    pub fn record_mut(&mut self) -> &mut AuditRecord {
+        &mut self.record
+    }
+
+    pub fn record(&self) -> &AuditRecord {
+        &self.record
+    }
+
+    /// The stream entry id of the write-ahead.
+    pub fn entry_id(&self) -> &str {
+        &self.entry_id
+    }
+
+    /// Time since the write-ahead, the natural latency of the call when nothing better is known.
+    pub fn elapsed(&self) -> Duration {
+        self.written_at.elapsed()
+    }
+}
+
+impl Journal {
+    /// Connects to Redis at `url` and checks that it answers.
+    pub async fn connect(url: &str, config: StreamConfig) -> Result<Self, Error> {
+        let connection = config.connect(url).await?;
+        let journal = Journal { connection, config };
+        journal.ping().await?;
+        Ok(journal)
+    }
+
+    pub fn config(&self) -> &StreamConfig {
+        &self.config
+    }
+
+    /// One PING round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let mut con = self.connection.clone();
+        let _: String = within(
+            self.config.call_timeout,
+            redis::cmd("PING").query_async(&mut con),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Writes `record` ahead of forwarding its call (its outcome is set to pending). Returns only
+    /// once Redis has the entry; any `Err` means it may not: the gateway must refuse the call.
+    pub async fn write_ahead(&self, mut record: AuditRecord) -> Result<Ticket, Error> {
+        record.outcome = Outcome::Pending;
+        let entry_id = self.append(&record, "w", None).await?;
+        Ok(Ticket {
+            record,
+            entry_id,
+            written_at: Instant::now(),
+        })
+    }
+
+    /// Appends the outcome of a call written ahead. If this fails the event is still stored,
+    /// with an unknown outcome; the caller logs the error and carries on (the call already ran).
+    pub async fn record_outcome(&self, ticket: Ticket, outcome: Outcome) -> Result<(), Error> {
+        let mut record = ticket.record;
+        record.outcome = outcome;
+        self.append(&record, "o", Some(&ticket.entry_id)).await?;
+        Ok(())
+    }
+
+    /// Records the complete event of a request that is not forwarded (a denial, a refusal). The
+    /// gateway answers the agent after this returns; on `Err` it answers with an error instead.
+    pub async fn record(&self, record: AuditRecord) -> Result<(), Error> {
+        self.append(&record, "c", None).await?;
+        Ok(())
+    }
+
+    async fn append(
+        &self,
+        record: &AuditRecord,
+        kind: &str,
+        write_ahead: Option<&str>,
+    ) -> Result<String, Error> {
+        let json = serde_json::to_string(record).map_err(Error::Encoding)?;
+        let key = self
+            .config
+            .stream_key(self.config.shard_of(record.organisation_id));
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&key).arg("*").arg("k").arg(kind).arg("e").arg(json);
+        if let Some(w) = write_ahead {
+            cmd.arg("w").arg(w);
+        }
+        let mut con = self.connection.clone();
+        let id: Value = within(self.config.call_timeout, cmd.query_async(&mut con)).await?;
+        match id {
+            Value::BulkString(b) => String::from_utf8(b)
+                .map_err(|_| Error::UnexpectedReply("XADD answered a non-text id".into())),
+            Value::SimpleString(s) => Ok(s),
+            other => Err(Error::UnexpectedReply(format!("XADD answered {other:?}"))),
+        }
+    }
+}

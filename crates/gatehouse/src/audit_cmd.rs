@@ -1,0 +1,525 @@
+//! `gatehouse ingest` (the audit ingester) and `gatehouse audit verify | export | retention`.
+//! The durable path and the export format live in the `audit` crate; every query is `store`'s.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+use store::audit::{AuditDecision, AuditFilter, ChainProblem};
+use store::secret::{Keyring, SealingKey};
+use store::{Actor, OrgId, Store};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::StoreArgs;
+use crate::config::{self, Problems};
+
+/// Where the audit streams are (gateways and ingesters must agree).
+#[derive(Debug, Args)]
+pub(crate) struct StreamArgs {
+    /// Redis URL of the audit streams.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Prefix of the shard stream keys (`<prefix>:{<n>}`).
+    #[arg(
+        long,
+        env = "GATEHOUSE_AUDIT_STREAM_PREFIX",
+        default_value = "gh:audit"
+    )]
+    stream_prefix: String,
+    /// Number of shard streams.
+    #[arg(long, env = "GATEHOUSE_AUDIT_SHARDS", default_value_t = 8)]
+    shards: u16,
+}
+
+/// `gatehouse ingest`.
+#[derive(Debug, Args)]
+pub(crate) struct IngestArgs {
+    #[command(flatten)]
+    stream: StreamArgs,
+    /// This ingester's consumer name in the group; unique per running instance.
+    #[arg(long, env = "GATEHOUSE_INGEST_CONSUMER")]
+    consumer: Option<String>,
+    /// Ingesters run in this process (each its own consumer, `<consumer>-<n>`): Postgres
+    /// inserts of different organisations then overlap.
+    #[arg(long, env = "GATEHOUSE_INGEST_WORKERS", default_value_t = 2)]
+    workers: usize,
+    /// The most entries read from one shard per batch.
+    #[arg(long, env = "GATEHOUSE_INGEST_BATCH", default_value_t = 2000)]
+    batch: usize,
+    /// Seconds a write-ahead waits for its outcome before it is stored as unknown. Longer than
+    /// the gateway's upstream timeout plus the approval wait.
+    #[arg(long, env = "GATEHOUSE_AUDIT_GRACE_SECS", default_value_t = 120)]
+    grace_secs: u64,
+    /// Seconds an entry stays pending with a consumer before another ingester claims it.
+    #[arg(long, env = "GATEHOUSE_INGEST_CLAIM_IDLE_SECS", default_value_t = 30)]
+    claim_idle_secs: u64,
+    /// Postgres URL of the control-plane database.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    Csv,
+    Jsonl,
+}
+
+/// `gatehouse audit verify | export | retention`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditStoreCommand {
+    /// Recompute the audit hash chain and name the first altered, inserted or removed event.
+    /// Exit code 1 when a chain is broken.
+    Verify {
+        /// One organisation; all of them when absent.
+        #[arg(long)]
+        org: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write an organisation's audit events, oldest first, to standard output.
+    Export {
+        #[arg(long)]
+        org: String,
+        /// From this time (RFC 3339 or YYYY-MM-DD, inclusive).
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this time (RFC 3339 or YYYY-MM-DD, exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        grant: Option<String>,
+        #[arg(long)]
+        identity: Option<String>,
+        #[arg(long)]
+        tool: Option<String>,
+        /// allow, deny, hidden, rate_limited, approval_pending, approved, upstream_error, passthrough.
+        #[arg(long)]
+        decision: Option<String>,
+        /// Case-insensitive text in the event's message.
+        #[arg(long)]
+        text: Option<String>,
+        /// Postgres URL of the control-plane database.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
+    /// Audit retention: set it per organisation, or apply it (a daily job).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RetentionCommand {
+    /// Keep an organisation's audit events this many days (or everything with --keep-all).
+    Set {
+        #[arg(long)]
+        org: String,
+        #[arg(
+            long,
+            conflicts_with = "keep_all",
+            required_unless_present = "keep_all"
+        )]
+        days: Option<i32>,
+        #[arg(long)]
+        keep_all: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove every organisation's events older than its retention, and drop emptied partitions.
+    Apply {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn unused_keyring() -> Keyring {
+    Keyring::new(SealingKey::generate(1))
+}
+
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_failure(problems: &Problems) -> ExitCode {
+    for p in &problems.0 {
+        eprintln!("error: configuration: {p}");
+    }
+    ExitCode::from(2)
+}
+
+async fn connect(url: String) -> anyhow::Result<Store> {
+    Store::connect(&url, unused_keyring())
+        .await
+        .context("connecting to Postgres")
+}
+
+/// Runs `gatehouse ingest` until SIGINT or SIGTERM.
+pub(crate) fn run_ingest(args: IngestArgs) -> ExitCode {
+    let mut problems = Problems::default();
+    let db = config::database_url(
+        &StoreArgs {
+            database_url: args.database_url.clone(),
+            redis_url: None,
+            json: false,
+        },
+        &mut problems,
+    );
+    let redis = redis_url(&args.stream, &mut problems);
+    if args.batch == 0 || args.batch > 100_000 {
+        problems
+            .0
+            .push("GATEHOUSE_INGEST_BATCH: must be between 1 and 100000".into());
+    }
+    if args.workers == 0 || args.workers > 64 {
+        problems
+            .0
+            .push("GATEHOUSE_INGEST_WORKERS: must be between 1 and 64".into());
+    }
+    if args.stream.shards == 0 {
+        problems
+            .0
+            .push("GATEHOUSE_AUDIT_SHARDS: must be at least 1".into());
+    }
+    let (Some(db), Some(redis)) = (db, redis) else {
+        return config_failure(&problems);
+    };
+    if !problems.0.is_empty() {
+        return config_failure(&problems);
+    }
+    let consumer = args
+        .consumer
+        .clone()
+        .filter(|c| !c.trim().is_empty())
+        .unwrap_or_else(|| format!("ingest-{}", std::process::id()));
+    let config = audit::IngestConfig {
+        stream: audit::StreamConfig {
+            prefix: args.stream.stream_prefix.clone(),
+            shards: args.stream.shards,
+            call_timeout: Duration::from_secs(5),
+        },
+        consumer,
+        batch: args.batch,
+        grace: Duration::from_secs(args.grace_secs),
+        claim_idle: Duration::from_secs(args.claim_idle_secs.max(1)),
+        idle_sleep: Duration::from_millis(50),
+    };
+    let workers = args.workers;
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return finish(Err(e)),
+    };
+    finish(rt.block_on(async move {
+        let store = connect(db).await?;
+        store::audit::ensure_partitions_ahead(store.pool())
+            .await
+            .context("creating audit partitions")?;
+        let mut ingesters = Vec::new();
+        for n in 0..workers {
+            let mut config = config.clone();
+            if workers > 1 {
+                config.consumer = format!("{}-{n}", config.consumer);
+            }
+            ingesters.push(
+                audit::Ingester::connect(&redis, store.clone(), config)
+                    .await
+                    .context("connecting to the audit streams")?,
+            );
+        }
+        eprintln!(
+            "ingesting audit events with {workers} consumer(s) named {:?}… from {} shard(s) of {:?}",
+            config.consumer, config.stream.shards, config.stream.prefix
+        );
+        // Partitions ahead and retention, hourly, beside the ingester.
+        let housekeeping = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                if let Err(e) = store::audit::ensure_partitions_ahead(store.pool()).await {
+                    eprintln!("warning: creating audit partitions: {e}");
+                }
+                match store::audit::apply_audit_retention(store.pool(), OffsetDateTime::now_utc())
+                    .await
+                {
+                    Ok(r) if !r.cuts.is_empty() || !r.dropped_partitions.is_empty() => {
+                        eprintln!("retention: {}", json!(r));
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!("warning: applying audit retention: {e}"),
+                }
+            }
+        });
+        // Every worker stops at the first SIGINT or SIGTERM.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        for ingester in ingesters {
+            let mut stopped = stopped.clone();
+            tasks.spawn(ingester.run(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
+        }
+        tokio::select! {
+            () = shutdown_signal() => { let _ = stop.send(true); }
+            Some(done) = tasks.join_next() => {
+                let _ = stop.send(true);
+                done.context("an ingester panicked")?.context("ingesting")?;
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.context("an ingester panicked")?.context("ingesting")?;
+        }
+        housekeeping.abort();
+        Ok(ExitCode::SUCCESS)
+    }))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn redis_url(args: &StreamArgs, problems: &mut Problems) -> Option<String> {
+    match args.redis_url.as_deref().map(str::trim) {
+        None | Some("") => {
+            problems
+                .0
+                .push("REDIS_URL: is not set (or pass --redis-url)".into());
+            None
+        }
+        Some(u) if !(u.starts_with("redis://") || u.starts_with("rediss://")) => {
+            problems.0.push("REDIS_URL: must be a redis:// URL".into());
+            None
+        }
+        Some(u) => Some(u.to_owned()),
+    }
+}
+
+/// Runs `gatehouse audit verify | export | retention`.
+pub(crate) fn run_audit(command: AuditStoreCommand) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return finish(Err(e)),
+    };
+    finish(rt.block_on(async move {
+        match command {
+            AuditStoreCommand::Verify { org, store } => verify(org, store).await,
+            AuditStoreCommand::Export {
+                org,
+                from,
+                to,
+                format,
+                server,
+                grant,
+                identity,
+                tool,
+                decision,
+                text,
+                database_url,
+            } => {
+                let mut problems = Problems::default();
+                let db = config::database_url(
+                    &StoreArgs {
+                        database_url,
+                        redis_url: None,
+                        json: false,
+                    },
+                    &mut problems,
+                );
+                let Some(db) = db else {
+                    return Ok(config_failure(&problems));
+                };
+                let org: OrgId = org.parse()?;
+                let filter = AuditFilter {
+                    from: from.as_deref().map(parse_time).transpose()?,
+                    to: to.as_deref().map(parse_time).transpose()?,
+                    server: server.as_deref().map(str::parse).transpose()?,
+                    grant: grant.as_deref().map(str::parse).transpose()?,
+                    identity,
+                    tool,
+                    decision: decision.as_deref().map(AuditDecision::parse).transpose()?,
+                    text,
+                };
+                let store = connect(db).await?;
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+                let format = match format {
+                    Format::Csv => audit::export::Format::Csv,
+                    Format::Jsonl => audit::export::Format::JsonLines,
+                };
+                match audit::export::export(&store, org, &filter, format, &mut out).await {
+                    Ok(n) => {
+                        out.flush().ok();
+                        eprintln!("exported {n} event(s)");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    // A reader that stopped early (`| head`) is not an error.
+                    Err(audit::Error::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            AuditStoreCommand::Retention(RetentionCommand::Set {
+                org,
+                days,
+                keep_all,
+                store,
+            }) => {
+                let store_conn = store_from(&store)?;
+                let Some(url) = store_conn else {
+                    return Ok(ExitCode::from(2));
+                };
+                let org: OrgId = org.parse()?;
+                let store_ = connect(url).await?;
+                let days = if keep_all { None } else { days };
+                let mut tx = store_.begin(org).await?;
+                store::audit::set_audit_retention(&mut tx, Actor::Operator, days).await?;
+                tx.commit().await?;
+                let v = json!({ "organisation_id": org, "audit_retention_days": days });
+                if store.json {
+                    println!("{v}");
+                } else {
+                    match days {
+                        Some(d) => println!("audit events of {org} are kept {d} day(s)"),
+                        None => println!("audit events of {org} are kept forever"),
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditStoreCommand::Retention(RetentionCommand::Apply { store }) => {
+                let Some(url) = store_from(&store)? else {
+                    return Ok(ExitCode::from(2));
+                };
+                let store_ = connect(url).await?;
+                let report =
+                    store::audit::apply_audit_retention(store_.pool(), OffsetDateTime::now_utc())
+                        .await?;
+                if store.json {
+                    println!("{}", json!(report));
+                } else {
+                    let removed: i64 = report.cuts.iter().map(|c| c.removed).sum();
+                    println!(
+                        "removed {removed} event(s) of {} organisation(s); dropped {} partition(s)",
+                        report.cuts.len(),
+                        report.dropped_partitions.len()
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }))
+}
+
+fn store_from(args: &StoreArgs) -> anyhow::Result<Option<String>> {
+    let mut problems = Problems::default();
+    let url = config::database_url(args, &mut problems);
+    if url.is_none() {
+        config_failure(&problems);
+    }
+    Ok(url)
+}
+
+async fn verify(org: Option<String>, args: StoreArgs) -> anyhow::Result<ExitCode> {
+    let Some(url) = store_from(&args)? else {
+        return Ok(ExitCode::from(2));
+    };
+    let store = connect(url).await?;
+    let orgs = match org {
+        Some(o) => vec![o.parse::<OrgId>()?],
+        None => store.organisation_ids().await?,
+    };
+    let mut broken = false;
+    let mut reports = Vec::new();
+    for org in orgs {
+        let mut tx = store.begin(org).await?;
+        let report = store::audit::verify_audit_chain(&mut tx).await?;
+        tx.rollback().await?;
+        broken |= report.problem.is_some();
+        if !args.json {
+            match &report.problem {
+                None => println!(
+                    "{org}: ok, {} event(s) verified{}",
+                    report.checked,
+                    match report.first_sequence {
+                        Some(s) if s > 1 => format!(" from sequence {s} (retention)"),
+                        _ => String::new(),
+                    }
+                ),
+                Some(ChainProblem::Altered {
+                    sequence,
+                    audit_event_id,
+                }) => println!(
+                    "{org}: BROKEN: event {audit_event_id} (sequence {sequence}) was altered"
+                ),
+                Some(ChainProblem::Inserted {
+                    sequence,
+                    audit_event_id,
+                }) => println!(
+                    "{org}: BROKEN: event {audit_event_id} (sequence {sequence}) was inserted or re-chained"
+                ),
+                Some(ChainProblem::Removed { from, to }) => {
+                    println!("{org}: BROKEN: events with sequence {from} to {to} were removed")
+                }
+            }
+        }
+        reports.push(
+            json!({ "organisation_id": org, "ok": report.problem.is_none(), "report": report }),
+        );
+    }
+    if args.json {
+        println!("{}", json!({ "ok": !broken, "organisations": reports }));
+    }
+    Ok(if broken {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn parse_time(text: &str) -> anyhow::Result<OffsetDateTime> {
+    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(t);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    match time::Date::parse(text, &format) {
+        Ok(d) => Ok(d.midnight().assume_utc()),
+        Err(_) => bail!("`{text}` is neither an RFC 3339 time nor a YYYY-MM-DD date"),
+    }
+}
