@@ -3,6 +3,7 @@
 //! policy tools, `ops` for the operator commands over the store). It never contains SQL.
 #![forbid(unsafe_code)]
 
+mod admin_cmd;
 mod config;
 mod ops;
 mod policy_cmd;
@@ -56,6 +57,8 @@ enum Command {
     /// Audit log maintenance.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Serve the admin web app (sign up, servers, grants).
+    Admin(admin_cmd::AdminArgs),
     /// Serve a simulated GenieACS MCP server (fleet, tasks, faults) for demos, tests and benchmarks.
     DemoUpstream(genieacs_sim::Args),
 }
@@ -201,6 +204,7 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Offline(cmd)) => policy_cmd::run_policy(cmd),
         Command::Tools(cmd) => policy_cmd::run_tools(cmd),
         Command::DemoUpstream(args) => serve(genieacs_sim::run(args)),
+        Command::Admin(args) => serve(admin_cmd::run(args)),
         command => return run_with_store(command),
     };
     match offline {

@@ -56,7 +56,8 @@ pub(crate) async fn run(command: Command) -> ExitCode {
         | Command::Audit(AuditCommand::Partitions { store: s, .. }) => s.json,
         Command::Policy(PolicyCommand::Offline(_))
         | Command::Tools(_)
-        | Command::DemoUpstream(_) => {
+        | Command::DemoUpstream(_)
+        | Command::Admin(_) => {
             unreachable!("offline commands are run by main without a store")
         }
     };
@@ -330,7 +331,8 @@ async fn dispatch(command: Command) -> Outcome {
         }
         Command::Policy(PolicyCommand::Offline(_))
         | Command::Tools(_)
-        | Command::DemoUpstream(_) => {
+        | Command::DemoUpstream(_)
+        | Command::Admin(_) => {
             unreachable!("offline commands are run by main without a store")
         }
         Command::Audit(AuditCommand::Partitions {

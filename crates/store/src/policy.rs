@@ -194,3 +194,28 @@ pub async fn current_policy_version(tx: &mut OrgTx, policy: PolicyId) -> Result<
         created_at: row.created_at,
     })
 }
+
+/// Every policy of a server, by name.
+#[tracing::instrument(skip(tx))]
+pub async fn list_policies(tx: &mut OrgTx, server: ServerId) -> Result<Vec<Policy>> {
+    let rows = sqlx::query!(
+        r#"
+        select policy_id, server_id, name, current_version from policy
+        where organisation_id = $1 and server_id = $2
+        order by name
+        "#,
+        tx.org().as_uuid(),
+        server.as_uuid(),
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Policy {
+            policy_id: PolicyId::from_uuid(row.policy_id),
+            server_id: ServerId::from_uuid(row.server_id),
+            name: row.name,
+            current_version: row.current_version,
+        })
+        .collect())
+}
