@@ -371,7 +371,7 @@ pub(crate) async fn show(
     Query(q): Query<ShowQuery>,
 ) -> Result<Response> {
     let notice = match q.done.as_deref() {
-        Some("registered") => Some("Server registered: its tools are pinned and a recommended `default` policy was published.".to_owned()),
+        Some("registered") => Some("Server registered: its tools are pinned and a recommended default policy was published.".to_owned()),
         Some("refreshed") => Some("Tools refreshed: a new snapshot was pinned.".to_owned()),
         Some("revoked") => Some("Grant revoked: its token stopped working.".to_owned()),
         _ => None,

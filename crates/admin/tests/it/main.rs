@@ -2,7 +2,7 @@
 //! Postgres database per test (`#[sqlx::test]`), the GenieACS simulator as the upstream.
 
 mod account;
-
+mod browser;
 mod grants;
 mod roles;
 mod servers;
