@@ -194,7 +194,6 @@ pub(crate) trait MinRole: Send + Sync {
 pub(crate) struct Viewer;
 /// Also edits policies and decides approvals.
 #[derive(Debug)]
-#[expect(dead_code, reason = "the policy editor's routes take it next")]
 pub(crate) struct PolicyManager;
 /// Also manages servers, grants and members.
 #[derive(Debug)]

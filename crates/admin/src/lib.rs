@@ -94,6 +94,10 @@ pub fn router(state: AppState) -> Router {
         .route("/servers/test", post(pages::servers::test_connection))
         .route("/servers/{server}", get(pages::servers::show))
         .route("/servers/{server}/refresh", post(pages::servers::refresh))
+        .route(
+            "/servers/{server}/policies/{name}",
+            get(pages::policies::show).post(pages::policies::publish),
+        )
         .route("/servers/{server}/grants", post(pages::grants::mint))
         .route(
             "/servers/{server}/grants/{grant}/rotate",

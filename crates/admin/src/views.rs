@@ -224,3 +224,40 @@ pub(crate) struct GrantTokenPage {
     pub(crate) snippet: String,
     pub(crate) rotated: bool,
 }
+
+/// One line of a policy document, with the findings that point at it.
+#[derive(Debug)]
+pub(crate) struct SourceLine {
+    pub(crate) number: usize,
+    pub(crate) text: String,
+    pub(crate) findings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct VersionRow {
+    pub(crate) version: i32,
+    pub(crate) published_by: String,
+    pub(crate) comment: String,
+    pub(crate) created: String,
+    pub(crate) current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "policy.html")]
+pub(crate) struct PolicyPage {
+    pub(crate) page: Page,
+    pub(crate) csrf: String,
+    pub(crate) server_id: String,
+    pub(crate) server_name: String,
+    pub(crate) name: String,
+    pub(crate) source: String,
+    pub(crate) comment: String,
+    pub(crate) exists: bool,
+    pub(crate) can_edit: bool,
+    pub(crate) notice: Option<String>,
+    /// Findings with where they point, in document order.
+    pub(crate) findings: Vec<String>,
+    /// The submitted document line by line, when it had findings.
+    pub(crate) lines: Vec<SourceLine>,
+    pub(crate) versions: Vec<VersionRow>,
+}

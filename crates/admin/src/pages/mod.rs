@@ -2,6 +2,7 @@
 
 pub(crate) mod account;
 pub(crate) mod grants;
+pub(crate) mod policies;
 pub(crate) mod servers;
 
 /// A date and time as pages show them: UTC, to the minute.

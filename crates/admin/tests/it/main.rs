@@ -4,6 +4,7 @@
 mod account;
 mod browser;
 mod grants;
+mod policies;
 mod roles;
 mod servers;
 mod support;

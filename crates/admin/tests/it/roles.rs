@@ -27,6 +27,18 @@ fn routes(server: &str, grant: &str, sim_url: &str) -> Vec<Route> {
         r("GET", "/servers".into(), vec![], Role::Viewer),
         r("GET", format!("/servers/{server}"), vec![], Role::Viewer),
         r("GET", "/account".into(), vec![], Role::Viewer),
+        r(
+            "GET",
+            format!("/servers/{server}/policies/default"),
+            vec![],
+            Role::Viewer,
+        ),
+        r(
+            "POST",
+            format!("/servers/{server}/policies/default"),
+            vec![("source", r#"{"version": "1", "default": "allow"}"#.into())],
+            Role::PolicyManager,
+        ),
         r("GET", "/servers/new".into(), vec![], Role::Admin),
         r(
             "POST",
@@ -178,9 +190,17 @@ async fn another_organisations_ids_are_not_found(pool: PgPool) {
 
     let page = other.get(&format!("/servers/{acme_server}")).await;
     assert_eq!(page.status, 404);
+    let page = other
+        .get(&format!("/servers/{acme_server}/policies/default"))
+        .await;
+    assert_eq!(page.status, 404);
     assert!(!page.body.contains(&acme_server));
     for (path, fields) in [
         (format!("/servers/{acme_server}/refresh"), vec![]),
+        (
+            format!("/servers/{acme_server}/policies/default"),
+            vec![("source", r#"{"version": "1", "default": "allow"}"#)],
+        ),
         (
             format!("/servers/{acme_server}/grants"),
             vec![("label", "x"), ("policy", "default"), ("expires", "never")],

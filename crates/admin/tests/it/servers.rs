@@ -124,7 +124,7 @@ async fn registering_pins_the_tools_and_publishes_the_recommended_policy(pool: P
     assert!(page.body.contains("http://gateway.test:8080/mcp/"));
     assert!(
         page.body
-            .contains("<code>default</code> <span class=\"muted\">version 1</span>")
+            .contains("<code>default</code></a> <span class=\"muted\">version 1</span>")
     );
     let list = b.get("/servers").await;
     assert!(list.body.contains(">genieacs<"));
