@@ -91,6 +91,15 @@ try {
   await page.getByText(`${token.slice(0, 10)}…`).waitFor();
   check(!(await page.content()).includes(token), "the token is not shown again");
 
+  // The audit log (empty until agents call through the gateway) and the policy editor.
+  await page.getByRole("link", { name: "Audit log" }).click();
+  await page.getByText("No events").waitFor();
+  await shot("6-audit");
+  await page.goBack();
+  await page.getByRole("link", { name: "default" }).click();
+  await page.getByText("Validate and publish").waitFor();
+  await shot("7-policy");
+
   console.log(`token ${token}`);
   console.log("journey ok");
 } catch (e) {

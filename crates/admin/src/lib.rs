@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
             get(pages::servers::list).post(pages::servers::register),
         )
         .route("/servers/new", get(pages::servers::new_form))
+        .route("/audit", get(pages::audit::list))
         .route("/servers/test", post(pages::servers::test_connection))
         .route("/servers/{server}", get(pages::servers::show))
         .route("/servers/{server}/refresh", post(pages::servers::refresh))

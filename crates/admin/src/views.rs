@@ -261,3 +261,41 @@ pub(crate) struct PolicyPage {
     pub(crate) lines: Vec<SourceLine>,
     pub(crate) versions: Vec<VersionRow>,
 }
+
+#[derive(Debug)]
+pub(crate) struct EventRow {
+    pub(crate) when: String,
+    pub(crate) server: String,
+    pub(crate) identity: String,
+    pub(crate) method: String,
+    pub(crate) tool: String,
+    pub(crate) decision: &'static str,
+    pub(crate) rule: String,
+    pub(crate) message: String,
+    pub(crate) latency: String,
+    pub(crate) upstream_status: String,
+}
+
+/// A choice in a filter's drop-down.
+#[derive(Debug)]
+pub(crate) struct Choice {
+    pub(crate) value: String,
+    pub(crate) label: String,
+    pub(crate) selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+pub(crate) struct AuditPageView {
+    pub(crate) page: Page,
+    pub(crate) servers: Vec<Choice>,
+    pub(crate) decisions: Vec<Choice>,
+    pub(crate) periods: Vec<Choice>,
+    pub(crate) identity: String,
+    pub(crate) tool: String,
+    pub(crate) text: String,
+    pub(crate) events: Vec<EventRow>,
+    /// The query string of the next (older) page, when there is one.
+    pub(crate) next: Option<String>,
+    pub(crate) errors: Vec<String>,
+}

@@ -47,6 +47,8 @@ async fn sign_up_register_and_mint_in_chromium(pool: PgPool) {
         "3-register-tested",
         "4-server",
         "5-grant-token",
+        "6-audit",
+        "7-policy",
     ] {
         assert!(shots.join(format!("{page}.png")).is_file(), "{page}.png");
     }

@@ -2,6 +2,7 @@
 //! Postgres database per test (`#[sqlx::test]`), the GenieACS simulator as the upstream.
 
 mod account;
+mod audit;
 mod browser;
 mod grants;
 mod policies;
