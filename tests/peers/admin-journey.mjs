@@ -99,6 +99,9 @@ try {
   await page.getByRole("link", { name: "default" }).click();
   await page.getByText("Validate and publish").waitFor();
   await shot("7-policy");
+  await page.getByRole("link", { name: "Admin events" }).click();
+  await page.getByText("grant.mint").waitFor();
+  await shot("8-admin-events");
 
   console.log(`token ${token}`);
   console.log("journey ok");

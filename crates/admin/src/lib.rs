@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/servers/new", get(pages::servers::new_form))
         .route("/audit", get(pages::audit::list))
+        .route("/admin-events", get(pages::admin_events::list))
         .route("/servers/test", post(pages::servers::test_connection))
         .route("/servers/{server}", get(pages::servers::show))
         .route("/servers/{server}/refresh", post(pages::servers::refresh))

@@ -22,6 +22,8 @@ pub(crate) struct Nav {
     pub(crate) org_name: String,
     pub(crate) role: Role,
     pub(crate) csrf: String,
+    /// Admins also see the admin events page.
+    pub(crate) is_admin: bool,
 }
 
 impl Page {
@@ -47,6 +49,7 @@ impl Page {
                 org_name: m.org_name.clone(),
                 role: m.role,
                 csrf: m.csrf.clone(),
+                is_admin: m.role >= Role::Admin,
             }),
         }
     }
@@ -298,4 +301,22 @@ pub(crate) struct AuditPageView {
     /// The query string of the next (older) page, when there is one.
     pub(crate) next: Option<String>,
     pub(crate) errors: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct AdminEventRow {
+    pub(crate) sequence: i64,
+    pub(crate) when: String,
+    pub(crate) actor: String,
+    pub(crate) action: String,
+    pub(crate) target: String,
+    pub(crate) details: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_events.html")]
+pub(crate) struct AdminEventsPage {
+    pub(crate) page: Page,
+    pub(crate) events: Vec<AdminEventRow>,
+    pub(crate) older: Option<i64>,
 }

@@ -10,7 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
-mod admin;
+pub mod admin;
 pub mod audit;
 mod error;
 pub mod grant;

@@ -1,6 +1,7 @@
 //! Handlers, one module per area; each handler's extractor states the role it needs.
 
 pub(crate) mod account;
+pub(crate) mod admin_events;
 pub(crate) mod audit;
 pub(crate) mod grants;
 pub(crate) mod policies;

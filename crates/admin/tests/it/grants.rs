@@ -89,4 +89,32 @@ async fn a_grant_is_minted_shown_once_rotated_and_revoked(pool: PgPool) {
     let page = b.get(&revoke.location.unwrap()).await;
     assert!(page.body.contains("Grant revoked"));
     assert!(page.body.contains("status-revoked"));
+
+    // Every change is on the admin events page, newest first, with who made it.
+    let events = b.get("/admin-events").await;
+    assert_eq!(events.status, 200);
+    let order: Vec<usize> = [
+        "grant.revoke",
+        "grant.rotate",
+        "grant.mint",
+        "policy.publish",
+        "server.tools_pinned",
+        "server.create",
+        "member.set_role",
+        "organisation.create",
+    ]
+    .iter()
+    .map(|a| {
+        events
+            .body
+            .find(&format!("<code>{a}</code>"))
+            .unwrap_or_else(|| panic!("{a}: {}", events.body))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert!(events.body.contains("ada@example.net"));
+    assert!(
+        !events.body.contains(&new_token[4..]),
+        "no token in the log"
+    );
 }
