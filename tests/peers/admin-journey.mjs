@@ -99,6 +99,12 @@ try {
   await page.getByRole("link", { name: "default" }).click();
   await page.getByText("Validate and publish").waitFor();
   await shot("7-policy");
+  // A typo is refused, with the finding shown at its line.
+  await page.locator('textarea[name="source"]').fill('{\n  "version": "1",\n  "default": "deny",\n  "tools": {"reboot_devise": {}}\n}');
+  await page.getByRole("button", { name: "Validate and publish" }).click();
+  await page.getByText("The policy was not published").waitFor();
+  check(await page.locator("#line-4.has-finding").isVisible(), "the finding is shown at line 4");
+  await shot("7b-policy-errors");
   await page.getByRole("link", { name: "Admin events" }).click();
   await page.getByText("grant.mint").waitFor();
   await shot("8-admin-events");

@@ -49,6 +49,7 @@ async fn sign_up_register_and_mint_in_chromium(pool: PgPool) {
         "5-grant-token",
         "6-audit",
         "7-policy",
+        "7b-policy-errors",
         "8-admin-events",
     ] {
         assert!(shots.join(format!("{page}.png")).is_file(), "{page}.png");
