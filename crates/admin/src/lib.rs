@@ -93,6 +93,8 @@ pub fn router(state: AppState) -> Router {
         .route("/servers/new", get(pages::servers::new_form))
         .route("/audit", get(pages::audit::list))
         .route("/admin-events", get(pages::admin_events::list))
+        .route("/members", get(pages::members::list))
+        .route("/members/{user}/role", post(pages::members::set_role))
         .route("/servers/test", post(pages::servers::test_connection))
         .route("/servers/{server}", get(pages::servers::show))
         .route("/servers/{server}/refresh", post(pages::servers::refresh))

@@ -320,3 +320,24 @@ pub(crate) struct AdminEventsPage {
     pub(crate) events: Vec<AdminEventRow>,
     pub(crate) older: Option<i64>,
 }
+
+#[derive(Debug)]
+pub(crate) struct MemberRow {
+    pub(crate) user_id: String,
+    pub(crate) email: String,
+    pub(crate) role: Role,
+    pub(crate) since: String,
+    pub(crate) is_me: bool,
+}
+
+#[derive(Template)]
+#[template(path = "members.html")]
+pub(crate) struct MembersPage {
+    pub(crate) page: Page,
+    pub(crate) csrf: String,
+    pub(crate) members: Vec<MemberRow>,
+    pub(crate) roles: Vec<Role>,
+    pub(crate) can_admin: bool,
+    pub(crate) errors: Vec<String>,
+    pub(crate) notice: Option<String>,
+}

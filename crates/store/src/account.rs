@@ -439,3 +439,87 @@ pub async fn add_member(tx: &mut OrgTx, actor: Actor, user: UserId, role: Role) 
     )
     .await
 }
+
+/// A member of the transaction's organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub user_id: UserId,
+    pub email: String,
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+}
+
+/// Every member of the transaction's organisation, admins first, then by email.
+#[tracing::instrument(skip(tx))]
+pub async fn list_members(tx: &mut OrgTx) -> Result<Vec<Member>> {
+    let rows = sqlx::query!(
+        r#"
+        select m.app_user_id, u.email, m.role::text as "role!", m.created_at
+        from membership m
+        join app_user u on u.app_user_id = m.app_user_id
+        where m.organisation_id = $1
+        order by m.role desc, lower(u.email)
+        "#,
+        tx.org().as_uuid(),
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Member {
+                user_id: UserId::from_uuid(r.app_user_id),
+                email: r.email,
+                role: r.role.parse()?,
+                since: r.created_at,
+            })
+        })
+        .collect()
+}
+
+/// Changes a member's role. An organisation always keeps at least one admin, so the last admin
+/// cannot be demoted; someone who is not a member is not found.
+#[tracing::instrument(skip(tx))]
+pub async fn set_member_role(tx: &mut OrgTx, actor: Actor, user: UserId, role: Role) -> Result<()> {
+    let org = tx.org().as_uuid();
+    // Lock the organisation's admin memberships so two demotions cannot both pass the check.
+    let admins: Vec<Uuid> = sqlx::query_scalar!(
+        r#"
+        select app_user_id from membership
+        where organisation_id = $1 and role = 'admin'
+        for update
+        "#,
+        org,
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    if role < Role::Admin && admins == [user.as_uuid()] {
+        return Err(Error::invalid(
+            "role",
+            "an organisation keeps at least one admin; make someone else admin first",
+        ));
+    }
+    let updated = sqlx::query_scalar!(
+        r#"
+        update membership set role = $3::text::member_role
+        where organisation_id = $1 and app_user_id = $2
+        returning app_user_id
+        "#,
+        org,
+        user.as_uuid(),
+        role.as_str(),
+    )
+    .fetch_optional(tx.conn())
+    .await?;
+    if updated.is_none() {
+        return Err(Error::NotFound { what: "member" });
+    }
+    record_admin_event(
+        tx,
+        actor,
+        "member.set_role",
+        Some(user.as_uuid()),
+        json!({ "role": role.as_str() }),
+    )
+    .await
+}

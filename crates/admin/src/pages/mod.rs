@@ -4,6 +4,7 @@ pub(crate) mod account;
 pub(crate) mod admin_events;
 pub(crate) mod audit;
 pub(crate) mod grants;
+pub(crate) mod members;
 pub(crate) mod policies;
 pub(crate) mod servers;
 

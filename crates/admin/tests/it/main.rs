@@ -5,6 +5,7 @@ mod account;
 mod audit;
 mod browser;
 mod grants;
+mod members;
 mod policies;
 mod roles;
 mod servers;

@@ -29,6 +29,7 @@ fn routes(server: &str, grant: &str, sim_url: &str) -> Vec<Route> {
         r("GET", "/account".into(), vec![], Role::Viewer),
         r("GET", "/audit".into(), vec![], Role::Viewer),
         r("GET", "/admin-events".into(), vec![], Role::Admin),
+        r("GET", "/members".into(), vec![], Role::Viewer),
         r(
             "GET",
             format!("/servers/{server}/policies/default"),
