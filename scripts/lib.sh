@@ -39,3 +39,15 @@ ensure_deploy_checkers() {
       check-jsonschema==0.39.0 kubernetes-validate==1.37.0 PyYAML==6.0.2
   fi
 }
+
+# Debian's Chromium, which the admin app's browser test drives through playwright-core
+# (playwright's own browser download cannot work without the internet).
+ensure_chromium() {
+  [[ -x /usr/bin/chromium ]] && return
+  step "installing Chromium (Debian package) for the browser tests"
+  if [[ $(id -u) -eq 0 ]]; then
+    apt-get install -y chromium >/dev/null || { apt-get update >/dev/null && apt-get install -y chromium >/dev/null; }
+  else
+    sudo apt-get install -y chromium >/dev/null || { sudo apt-get update >/dev/null && sudo apt-get install -y chromium >/dev/null; }
+  fi
+}

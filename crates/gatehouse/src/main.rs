@@ -4,6 +4,7 @@
 //! ingester, verification, export and retention). It never contains SQL.
 #![forbid(unsafe_code)]
 
+mod admin_cmd;
 mod audit_cmd;
 mod config;
 mod gateway_cmd;
@@ -74,6 +75,8 @@ enum Command {
     Audit(AuditCommand),
     /// Run the audit ingester: move events from the Redis streams into Postgres.
     Ingest(audit_cmd::IngestArgs),
+    /// Serve the admin web app (sign up, servers, grants, policies, audit log).
+    Admin(admin_cmd::AdminArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +235,7 @@ fn main() -> ExitCode {
         Command::Up(args) => return up::run(args),
         Command::Ingest(args) => return audit_cmd::run_ingest(args),
         Command::Audit(AuditCommand::Store(cmd)) => return audit_cmd::run_audit(cmd),
+        Command::Admin(args) => serve(admin_cmd::run(args)),
         command => return run_with_store(command),
     };
     match offline {

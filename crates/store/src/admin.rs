@@ -101,3 +101,55 @@ pub(crate) async fn record_admin_event(
     .await?;
     store_chain_head(tx, Chain::Admin, sequence, &hash).await
 }
+
+/// One admin event as the admin events page shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AdminEvent {
+    pub sequence: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    /// `user`, `api_key` or `cli`.
+    pub actor_label: String,
+    /// The email of the person who made the change, when a person did (and still exists).
+    pub actor_email: Option<String>,
+    pub action: String,
+    pub target_id: Option<Uuid>,
+    pub details: Value,
+}
+
+/// The organisation's admin events, newest first, older than `before` (a sequence) when given.
+#[tracing::instrument(skip(tx))]
+pub async fn list_admin_events(
+    tx: &mut OrgTx,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AdminEvent>> {
+    let rows = sqlx::query!(
+        r#"
+        select e.sequence, e.occurred_at, e.actor_label, u.email as "actor_email?", e.action,
+               e.target_id, e.details
+        from admin_event e
+        left join app_user u on u.app_user_id = e.actor_user_id
+        where e.organisation_id = $1 and ($2::bigint is null or e.sequence < $2)
+        order by e.sequence desc
+        limit $3
+        "#,
+        tx.org().as_uuid(),
+        before,
+        limit.clamp(1, 500),
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| AdminEvent {
+            sequence: r.sequence,
+            occurred_at: r.occurred_at,
+            actor_label: r.actor_label,
+            actor_email: r.actor_email,
+            action: r.action,
+            target_id: r.target_id,
+            details: r.details,
+        })
+        .collect())
+}

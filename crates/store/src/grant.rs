@@ -287,3 +287,36 @@ pub async fn touch_grant_last_used(tx: &mut OrgTx, grant: GrantId) -> Result<()>
     .await?;
     Ok(())
 }
+
+/// Every grant of a server, newest first, revoked ones included.
+#[tracing::instrument(skip(tx))]
+pub async fn list_grants(tx: &mut OrgTx, server: ServerId) -> Result<Vec<Grant>> {
+    let rows = sqlx::query!(
+        r#"
+        select access_grant_id, server_id, policy_id, identity, label, token_prefix, expires_at,
+               revoked_at, last_used_at, created_at
+        from access_grant
+        where organisation_id = $1 and server_id = $2
+        order by created_at desc, access_grant_id
+        "#,
+        tx.org().as_uuid(),
+        server.as_uuid(),
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Grant {
+            grant_id: GrantId::from_uuid(r.access_grant_id),
+            server_id: ServerId::from_uuid(r.server_id),
+            policy_id: PolicyId::from_uuid(r.policy_id),
+            identity: r.identity,
+            label: r.label,
+            token_prefix: r.token_prefix,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+            last_used_at: r.last_used_at,
+            created_at: r.created_at,
+        })
+        .collect())
+}

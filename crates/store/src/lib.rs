@@ -9,7 +9,8 @@
 //! never log or return a secret in clear outside the types in [`secret`], whose `Debug` is redacted.
 #![forbid(unsafe_code)]
 
-mod admin;
+pub mod account;
+pub mod admin;
 pub mod audit;
 mod error;
 pub mod grant;
@@ -20,6 +21,7 @@ pub mod secret;
 pub mod server;
 mod tx;
 
+pub use account::Role;
 pub use admin::Actor;
 pub use error::{Error, Result};
 pub use ids::{ApiKeyId, AuditEventId, GrantId, OrgId, PolicyId, ServerId, UserId};

@@ -194,3 +194,68 @@ pub async fn current_policy_version(tx: &mut OrgTx, policy: PolicyId) -> Result<
         created_at: row.created_at,
     })
 }
+
+/// Every policy of a server, by name.
+#[tracing::instrument(skip(tx))]
+pub async fn list_policies(tx: &mut OrgTx, server: ServerId) -> Result<Vec<Policy>> {
+    let rows = sqlx::query!(
+        r#"
+        select policy_id, server_id, name, current_version from policy
+        where organisation_id = $1 and server_id = $2
+        order by name
+        "#,
+        tx.org().as_uuid(),
+        server.as_uuid(),
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Policy {
+            policy_id: PolicyId::from_uuid(row.policy_id),
+            server_id: ServerId::from_uuid(row.server_id),
+            name: row.name,
+            current_version: row.current_version,
+        })
+        .collect())
+}
+
+/// One published version as the history lists it (without its document).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionSummary {
+    pub version: i32,
+    pub published_via: String,
+    /// The email of who published it, when a person did (and still exists).
+    pub published_by: Option<String>,
+    pub comment: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// Every published version of a policy, newest first.
+#[tracing::instrument(skip(tx))]
+pub async fn list_policy_versions(tx: &mut OrgTx, policy: PolicyId) -> Result<Vec<VersionSummary>> {
+    let rows = sqlx::query!(
+        r#"
+        select v.version, v.published_via, u.email as "published_by?", v.comment, v.created_at
+        from policy_version v
+        left join app_user u on u.app_user_id = v.published_by
+        where v.organisation_id = $1 and v.policy_id = $2
+        order by v.version desc
+        "#,
+        tx.org().as_uuid(),
+        policy.as_uuid(),
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| VersionSummary {
+            version: r.version,
+            published_via: r.published_via,
+            published_by: r.published_by,
+            comment: r.comment,
+            created_at: r.created_at,
+        })
+        .collect())
+}

@@ -196,6 +196,8 @@ pub enum TokenKind {
     Grant,
     /// `gha_`: an organisation API key for the admin API.
     ApiKey,
+    /// `ghw_`: a web session cookie of the admin app.
+    WebSession,
 }
 
 impl TokenKind {
@@ -203,6 +205,7 @@ impl TokenKind {
         match self {
             TokenKind::Grant => "ghg_",
             TokenKind::ApiKey => "gha_",
+            TokenKind::WebSession => "ghw_",
         }
     }
 }
@@ -232,21 +235,28 @@ impl TokenHash {
     }
 }
 
+/// `chars` uniformly random base62 characters from the operating system's generator.
+pub fn random_base62(chars: usize) -> String {
+    let mut out = String::with_capacity(chars);
+    let mut buf = [0u8; 64];
+    while out.len() < chars {
+        OsRng.fill_bytes(&mut buf);
+        // Rejection sampling keeps every character uniform: 248 = 4 * 62.
+        for b in buf.iter().filter(|b| **b < 248) {
+            if out.len() == chars {
+                break;
+            }
+            out.push(BASE62[usize::from(*b % 62)] as char);
+        }
+    }
+    out
+}
+
 impl NewToken {
     pub fn generate(kind: TokenKind) -> Self {
         let mut token = String::with_capacity(4 + TOKEN_RANDOM_CHARS);
         token.push_str(kind.prefix());
-        let mut buf = [0u8; 64];
-        while token.len() < 4 + TOKEN_RANDOM_CHARS {
-            OsRng.fill_bytes(&mut buf);
-            // Rejection sampling keeps every character uniform: 248 = 4 * 62.
-            for b in buf.iter().filter(|b| **b < 248) {
-                if token.len() == 4 + TOKEN_RANDOM_CHARS {
-                    break;
-                }
-                token.push(BASE62[usize::from(*b % 62)] as char);
-            }
-        }
+        token.push_str(&random_base62(TOKEN_RANDOM_CHARS));
         let hash = TokenHash::of(&token);
         let display_prefix = token[..DISPLAY_PREFIX_CHARS].to_owned();
         Self {

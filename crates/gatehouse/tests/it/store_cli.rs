@@ -1,4 +1,4 @@
-//! `gatehouse migrate | org create | server add | policy publish | grant mint | grant revoke`,
+//! `gatehouse migrate | org create | server add | policy publish | grant mint | grant revoke | admin`,
 //! run as the built binary against a fresh database, reading their `--json` output.
 
 use std::process::{Command, Output};
@@ -262,4 +262,67 @@ fn configuration_errors_name_the_variable() {
             "{var} not named in: {stderr}"
         );
     }
+}
+
+#[tokio::test]
+async fn admin_names_every_bad_variable_and_serves_the_web_app() {
+    let out = gatehouse(
+        "mysql://nope",
+        &["admin", "--listen", "not-an-address"],
+        &[("GATEHOUSE_SECRET_KEY", "short")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for var in [
+        "DATABASE_URL:",
+        "GATEHOUSE_SECRET_KEY:",
+        "GATEHOUSE_ADMIN_LISTEN:",
+    ] {
+        assert!(stderr.contains(var), "{var} in {stderr}");
+    }
+
+    let db = FreshDatabase::create().await;
+    ok_json(&gatehouse(&db.url, &["migrate", "--json"], &[]));
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["admin", "--allow-private-upstreams", "false"])
+        .env_clear()
+        .env("DATABASE_URL", &db.url)
+        .env("GATEHOUSE_PUBLIC_URL", "https://gw.example.net")
+        .env("GATEHOUSE_ADMIN_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "GATEHOUSE_SECRET_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut answer = String::new();
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            s.write_all(b"GET /signup HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            s.read_to_string(&mut answer).unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    db.drop().await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("Create your organisation"));
+    // An https public URL makes every cookie Secure.
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("set-cookie: gatehouse_presession=")
+            && answer.contains("; Secure"),
+        "{answer}"
+    );
 }
