@@ -28,3 +28,14 @@ ensure_node_peers() {
     (cd tests/peers && npm ci --no-audit --no-fund --loglevel=error)
   fi
 }
+
+# Schema validators for the deployment files, from PyPI, in a virtualenv under target/.
+ensure_deploy_checkers() {
+  local venv=target/deploy-venv
+  if [[ ! -x "$venv/bin/kubernetes-validate" || ! -x "$venv/bin/check-jsonschema" ]]; then
+    step "installing the deployment checkers from PyPI"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      check-jsonschema==0.39.0 kubernetes-validate==1.37.0 PyYAML==6.0.2
+  fi
+}

@@ -12,17 +12,17 @@ use crate::config::{self, Problems};
 use crate::{PublicUrlArgs, SecretArgs, StoreArgs};
 
 /// Options of `gatehouse gateway`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct GatewayArgs {
     /// Address to listen on.
     #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
+    pub(crate) listen: String,
     #[command(flatten)]
-    store: StoreArgs,
+    pub(crate) store: StoreArgs,
     #[command(flatten)]
-    secrets: SecretArgs,
+    pub(crate) secrets: SecretArgs,
     #[command(flatten)]
-    public: PublicUrlArgs,
+    pub(crate) public: PublicUrlArgs,
     /// Extra host names the gateway answers to (comma-separated; `*` for any). Localhost names
     /// and the public URL's host are always allowed.
     #[arg(long, env = "GATEHOUSE_ALLOWED_HOSTS", value_delimiter = ',')]
@@ -50,6 +50,10 @@ pub(crate) struct GatewayArgs {
     /// (default 5000 with Redis, 1000 without, so changes still show within a second).
     #[arg(long, env = "GATEHOUSE_CONFIG_TTL_MS")]
     config_ttl_ms: Option<u64>,
+    /// Allow upstreams on loopback and private networks (self-hosted GenieACS usually lives on
+    /// one). Link-local and cloud-metadata addresses are refused regardless.
+    #[arg(long, env = "GATEHOUSE_ALLOW_PRIVATE_UPSTREAMS")]
+    pub(crate) allow_private_upstreams: bool,
     /// Most GET streams open at once on this replica.
     #[arg(long, env = "GATEHOUSE_MAX_STREAMS", default_value_t = 1000)]
     max_streams: usize,
@@ -73,7 +77,16 @@ pub(crate) fn run(args: GatewayArgs) -> ExitCode {
     }
 }
 
-fn init_tracing() {
+async fn start(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let (gateway, listener) = match prepare(args).await? {
+        Ok(ready) => ready,
+        Err(code) => return Ok(code),
+    };
+    gateway::serve(listener, gateway).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -82,7 +95,11 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn start(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+/// Validates `args` (reporting every bad variable and answering `Err(exit code)`), connects the
+/// store and the limiter, and binds the listener: a gateway ready to serve.
+pub(crate) async fn prepare(
+    args: GatewayArgs,
+) -> anyhow::Result<Result<(gateway::Gateway, tokio::net::TcpListener), ExitCode>> {
     let mut problems = Problems::default();
     let database_url = config::database_url(&args.store, &mut problems);
     let keyring = config::keyring(&args.secrets, true, &mut problems);
@@ -119,7 +136,7 @@ async fn start(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         for p in &problems.0 {
             eprintln!("error: configuration: {p}");
         }
-        return Ok(ExitCode::from(2));
+        return Ok(Err(ExitCode::from(2)));
     }
     let (database_url, keyring, public_url, secret, listen) = (
         database_url.expect("checked"),
@@ -168,6 +185,7 @@ async fn start(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         1_000
     }));
     settings.max_streams = args.max_streams;
+    settings.allow_private_upstreams = args.allow_private_upstreams;
 
     let store = store::Store::connect(&database_url, keyring)
         .await
@@ -199,6 +217,5 @@ async fn start(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("listening on {listen}"))?;
     tracing::info!(%listen, public_url, "gateway listening; proxy URLs are {public_url}/mcp/<server id>");
-    gateway::serve(listener, gateway).await?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Ok((gateway, listener)))
 }

@@ -5,8 +5,10 @@
 
 mod config;
 mod gateway_cmd;
+mod local_pg;
 mod ops;
 mod policy_cmd;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +24,7 @@ struct Cli {
 }
 
 /// Options every store command shares.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct StoreArgs {
     /// Postgres URL of the control-plane database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -52,6 +54,9 @@ enum Command {
     /// Inspect an MCP server's tools (offline; reads a saved `tools/list` answer).
     #[command(subcommand)]
     Tools(policy_cmd::ToolsCommand),
+    /// Run everything in one process on this machine (private database if DATABASE_URL is unset);
+    /// with --demo, also the GenieACS demo upstream, registered with a policy and a grant.
+    Up(up::UpArgs),
     /// Run a gateway replica: the policy-enforcing MCP proxy at `/mcp/{server_id}`.
     Gateway(gateway_cmd::GatewayArgs),
     /// Serve a simulated GenieACS MCP server (fleet, tasks, faults) for demos, tests and benchmarks.
@@ -187,7 +192,7 @@ enum AuditCommand {
 }
 
 /// The keys that seal secrets at rest.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct SecretArgs {
     /// 32 random bytes, base64: seals upstream credentials.
     #[arg(long, env = "GATEHOUSE_SECRET_KEY", hide_env_values = true)]
@@ -200,7 +205,7 @@ struct SecretArgs {
     previous_secret_keys: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct PublicUrlArgs {
     /// The gateway's public base URL, used in proxy URLs.
     #[arg(
@@ -218,6 +223,7 @@ fn main() -> ExitCode {
         Command::Tools(cmd) => policy_cmd::run_tools(cmd),
         Command::DemoUpstream(args) => serve(genieacs_sim::run(args)),
         Command::Gateway(args) => return gateway_cmd::run(args),
+        Command::Up(args) => return up::run(args),
         command => return run_with_store(command),
     };
     match offline {

@@ -59,7 +59,8 @@ pub(crate) async fn run(command: Command) -> ExitCode {
         Command::Policy(PolicyCommand::Offline(_))
         | Command::Tools(_)
         | Command::DemoUpstream(_)
-        | Command::Gateway(_) => {
+        | Command::Gateway(_)
+        | Command::Up(_) => {
             unreachable!("offline commands are run by main without a store")
         }
     };
@@ -379,7 +380,8 @@ async fn dispatch(command: Command) -> Outcome {
         Command::Policy(PolicyCommand::Offline(_))
         | Command::Tools(_)
         | Command::DemoUpstream(_)
-        | Command::Gateway(_) => {
+        | Command::Gateway(_)
+        | Command::Up(_) => {
             unreachable!("offline commands are run by main without a store")
         }
         Command::Audit(AuditCommand::Partitions {

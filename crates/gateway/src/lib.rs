@@ -18,6 +18,7 @@
 
 pub mod audit;
 mod cache;
+mod egress;
 mod error;
 pub mod invalidate;
 mod metrics;
@@ -74,6 +75,12 @@ impl Gateway {
             // Upstreams are reached by their configured URL, never by following a redirect
             // somewhere the policy and the operator never saw.
             .redirect(reqwest::redirect::Policy::none())
+            // Only the configured upstream is dialled: no proxy from the environment, and every
+            // resolved address checked against the egress rule (DESIGN.md §9).
+            .no_proxy()
+            .dns_resolver(egress::GuardedResolver::new(egress::Egress {
+                allow_private: settings.allow_private_upstreams,
+            }))
             .tcp_nodelay(true)
             .build()
             .context("building the upstream HTTP client")?;

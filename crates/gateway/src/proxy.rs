@@ -600,6 +600,20 @@ async fn post(
             )
             .await
         }
+        // A notification cannot be answered, so it cannot be denied either: methods the gateway
+        // decides on are accepted only as requests, or a call without an id would skip the policy.
+        Some(m @ (method::TOOLS_CALL | "resources/read" | "prompts/get")) if !is_request => {
+            let why =
+                format!("{m} must be a request with an id; as a notification it cannot be decided");
+            let reply = reply::error(
+                None,
+                mcp::code::INVALID_REQUEST,
+                &format!("Invalid Request: {why}"),
+                None,
+                StatusCode::BAD_REQUEST,
+            );
+            Ok(reject(gw, ctx, reply, why))
+        }
         _ => {
             gw.inner.metrics.decision("pass");
             forward(
@@ -735,6 +749,24 @@ async fn forward(
     // The server's own credentials, after the client's headers so they always win.
     for (name, value) in &view.upstream_headers {
         out.insert(name.clone(), value.clone());
+    }
+    let egress = crate::egress::Egress {
+        allow_private: settings.allow_private_upstreams,
+    };
+    if let Err(why) = egress.check_url(&view.upstream_url) {
+        // Never dialled, so the call never reached anyone: its slot is given back.
+        if let Expect::Call { reservation, .. } = &mut expect
+            && let Some(reservation) = reservation.take()
+        {
+            refund(gw, reservation).await;
+        }
+        tracing::warn!(%why, "upstream address refused");
+        return Ok(upstream_failure(
+            gw,
+            ctx,
+            expect.id(),
+            UpstreamFailure::Unreachable,
+        ));
     }
     let mut request = inner
         .http
@@ -924,9 +956,10 @@ async fn forward(
         };
         return Ok(build(status, out_headers, HttpBody::from(bytes)));
     }
-    // 202 Accepted and other bodiless answers pass as they are; a request answered with
-    // anything but JSON or SSE is not MCP.
-    if method == Method::POST && expect.id().is_some() {
+    // 202 Accepted and other bodiless answers pass as they are; anything else that is neither
+    // JSON nor SSE is not MCP, and its bytes never reach the client (an upstream URL must not
+    // become a way to read arbitrary HTTP resources).
+    if (method == Method::POST && expect.id().is_some()) || !content_type.is_empty() {
         return Ok(upstream_failure(
             gw,
             ctx,
@@ -934,11 +967,19 @@ async fn forward(
             UpstreamFailure::BadResponse,
         ));
     }
-    Ok(build(
-        status,
-        out_headers,
-        HttpBody::from_stream(response.bytes_stream()),
-    ))
+    let bytes = match read_upstream(response, settings.max_response_bytes, deadline).await {
+        Ok(bytes) if bytes.is_empty() => bytes,
+        Ok(_) => {
+            return Ok(upstream_failure(
+                gw,
+                ctx,
+                expect.id(),
+                UpstreamFailure::BadResponse,
+            ));
+        }
+        Err(failure) => return Ok(upstream_failure(gw, ctx, expect.id(), failure)),
+    };
+    Ok(build(status, out_headers, HttpBody::from(bytes)))
 }
 
 type ByteStream = futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>>;

@@ -29,6 +29,9 @@ pub struct Settings {
     pub max_streams: usize,
     /// The Redis pub/sub channel configuration changes are announced on.
     pub invalidation_channel: String,
+    /// Whether upstreams on loopback and private networks may be reached. Link-local and cloud
+    /// metadata addresses are refused whatever this says (DESIGN.md §9).
+    pub allow_private_upstreams: bool,
 }
 
 /// The channel `gatehouse` commands publish configuration changes on.
@@ -36,7 +39,7 @@ pub const DEFAULT_INVALIDATION_CHANNEL: &str = "gatehouse:config";
 
 impl Settings {
     /// Defaults for a gateway reached on loopback: localhost names only, 1 MiB bodies,
-    /// 5 s connect and 30 s response timeouts.
+    /// 5 s connect and 30 s response timeouts, upstreams on loopback and private networks allowed.
     pub fn local() -> Settings {
         Settings {
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
@@ -49,6 +52,7 @@ impl Settings {
             config_ttl: Duration::from_secs(5),
             max_streams: 1000,
             invalidation_channel: DEFAULT_INVALIDATION_CHANNEL.into(),
+            allow_private_upstreams: true,
         }
     }
 

@@ -83,6 +83,13 @@ impl SealingKey {
         Self::from_secret(version, &secret)
     }
 
+    /// A fresh 32-byte secret in the base64 form `GATEHOUSE_SECRET_KEY` holds.
+    pub fn generate_secret_base64() -> String {
+        let mut secret = [0u8; 32];
+        OsRng.fill_bytes(&mut secret);
+        BASE64.encode(secret)
+    }
+
     /// A key from a fresh random secret, for tests and for commands that never seal.
     pub fn generate(version: i32) -> Self {
         let mut secret = [0u8; 32];

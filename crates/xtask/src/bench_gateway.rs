@@ -230,6 +230,7 @@ async fn bench(
             .env("DATABASE_URL", db_url)
             .env("REDIS_URL", redis_url)
             .env("GATEHOUSE_SECRET_KEY", &key_text)
+            .env("GATEHOUSE_ALLOW_PRIVATE_UPSTREAMS", "true")
             .env(
                 "GATEHOUSE_PUBLIC_URL",
                 format!("http://127.0.0.1:{gw_port}"),

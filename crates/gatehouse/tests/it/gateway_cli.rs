@@ -161,6 +161,8 @@ async fn gateway_serves_proxy_urls_and_sees_cli_changes_within_a_second() {
             ("GATEHOUSE_SECRET_KEY", KEY),
             ("GATEHOUSE_PUBLIC_URL", public.as_str()),
             ("GATEHOUSE_CONFIG_TTL_MS", "600000"),
+            // The demo upstream listens on loopback.
+            ("GATEHOUSE_ALLOW_PRIVATE_UPSTREAMS", "true"),
         ],
     );
     wait_for(&format!("{public}/readyz")).await;

@@ -3,3 +3,4 @@
 mod gateway_cli;
 mod policy_cli;
 mod store_cli;
+mod up_demo;

@@ -5,6 +5,7 @@ mod auth;
 mod concurrency;
 mod config;
 mod conformance;
+mod egress;
 mod enforce;
 mod hostile;
 mod peers;
