@@ -437,19 +437,6 @@ async fn post(
     }
     let is_request = matches!(message.kind, Kind::Request(_));
     let id = message.id().map(|i| i.to_owned());
-    if !is_request && message.method() == Some(method::TOOLS_CALL) {
-        // A notification expects no answer, but an upstream that runs it anyway would run a
-        // call the policy never decided: refused.
-        let why = "tools/call must be a request with an id".to_owned();
-        let reply = reply::error(
-            None,
-            mcp::code::INVALID_REQUEST,
-            &format!("Invalid Request: {why}"),
-            None,
-            StatusCode::BAD_REQUEST,
-        );
-        return Ok(reject(gw, ctx, reply, why));
-    }
 
     match message.method() {
         Some(method::TOOLS_CALL) if is_request => {
