@@ -203,7 +203,8 @@ enum AuditCommand {
 /// The keys that seal secrets at rest.
 #[derive(Debug, Clone, Args)]
 struct SecretArgs {
-    /// 32 random bytes, base64: seals upstream credentials.
+    /// 32 random bytes, base64: seals upstream credentials and (in the gateway) session ids;
+    /// every replica must be given the same one.
     #[arg(long, env = "GATEHOUSE_SECRET_KEY", hide_env_values = true)]
     secret_key: Option<String>,
     /// The current key's version, recorded beside every row it seals.

@@ -51,6 +51,9 @@ pub(crate) struct ConfigCache {
     ttl: Duration,
     generation: AtomicU64,
     entries: Mutex<Entries>,
+    /// One load at a time per token: concurrent first requests of a grant (or all of them after
+    /// an invalidation) wait for one read of the store instead of each making their own.
+    loading: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ConfigCache {
@@ -59,7 +62,22 @@ impl ConfigCache {
             ttl,
             generation: AtomicU64::new(0),
             entries: Mutex::new(HashMap::new()),
+            loading: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn cached(&self, key: &[u8; 32], now: time::OffsetDateTime) -> Option<Lookup> {
+        let entries = self.entries.lock().expect("cache lock");
+        let (at, view) = entries.get(key)?;
+        if at.elapsed() >= self.ttl {
+            return None;
+        }
+        // Expiry is checked on every use: a grant may expire while it is cached.
+        Some(if view.grant.is_active(now) {
+            Lookup::Active(view.clone())
+        } else {
+            Lookup::Inactive
+        })
     }
 
     pub(crate) fn clear(&self) {
@@ -72,16 +90,39 @@ impl ConfigCache {
     pub(crate) async fn lookup(&self, store: &Store, token: &str) -> anyhow::Result<Lookup> {
         let key = TokenHash::of(token).0;
         let now = time::OffsetDateTime::now_utc();
-        if let Some((at, view)) = self.entries.lock().expect("cache lock").get(&key)
-            && at.elapsed() < self.ttl
-        {
-            // Expiry is checked on every use: a grant may expire while it is cached.
-            return Ok(if view.grant.is_active(now) {
-                Lookup::Active(view.clone())
-            } else {
-                Lookup::Inactive
-            });
+        if let Some(hit) = self.cached(&key, now) {
+            return Ok(hit);
         }
+        let gate = self
+            .loading
+            .lock()
+            .expect("loading lock")
+            .entry(key)
+            .or_default()
+            .clone();
+        let result = async {
+            let _turn = gate.lock().await;
+            if let Some(hit) = self.cached(&key, now) {
+                return Ok(hit);
+            }
+            self.load(store, token, key, now).await
+        }
+        .await;
+        let mut loading = self.loading.lock().expect("loading lock");
+        // The last one out removes the gate (the map's own reference plus ours).
+        if Arc::strong_count(&gate) <= 2 {
+            loading.remove(&key);
+        }
+        result
+    }
+
+    async fn load(
+        &self,
+        store: &Store,
+        token: &str,
+        key: [u8; 32],
+        now: time::OffsetDateTime,
+    ) -> anyhow::Result<Lookup> {
         let generation = self.generation.load(Ordering::SeqCst);
         let Some(grant) = store
             .grant_by_token(token)

@@ -875,13 +875,29 @@ async fn forward(
         .unwrap_or_default()
         .to_ascii_lowercase();
     if content_type.starts_with("text/event-stream") {
-        let body = match expect {
-            Expect::ToolsList { .. } => HttpBody::from_stream(filtered_tools_stream(
-                view.clone(),
-                response,
-                settings.max_sse_event_bytes,
-            )),
-            _ => HttpBody::from_stream(response.bytes_stream()),
+        let stream = match expect {
+            Expect::ToolsList { .. } => {
+                filtered_tools_stream(view.clone(), response, settings.max_sse_event_bytes).boxed()
+            }
+            _ => response
+                .bytes_stream()
+                .map(|chunk| chunk.map_err(std::io::Error::other))
+                .boxed(),
+        };
+        // A request's stream that falls silent longer than the response timeout ends with the
+        // request's "upstream did not answer in time" error, so the client never hangs. GET
+        // streams are the server's to keep open and are left alone.
+        let body = match expect.id() {
+            Some(id) if method == Method::POST => {
+                let timeout =
+                    reply::upstream_failed(Some(id.as_id()), UpstreamFailure::Timeout).sse_event();
+                HttpBody::from_stream(with_idle_timeout(
+                    stream,
+                    settings.response_timeout,
+                    Bytes::from(timeout),
+                ))
+            }
+            _ => HttpBody::from_stream(stream),
         };
         let mut out = build(status, out_headers, body);
         // Tell buffering reverse proxies in front of us to pass events as they come.
@@ -951,6 +967,30 @@ async fn forward(
         Err(failure) => return Ok(upstream_failure(gw, ctx, expect.id(), failure)),
     };
     Ok(build(status, out_headers, HttpBody::from(bytes)))
+}
+
+type ByteStream = futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// `stream`, ended with `last` when it yields nothing for `idle`.
+fn with_idle_timeout(
+    stream: ByteStream,
+    idle: Duration,
+    last: Bytes,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures_util::stream::unfold(Some(stream), move |state| {
+        let last = last.clone();
+        async move {
+            let mut stream = state?;
+            match tokio::time::timeout(idle, stream.next()).await {
+                Ok(Some(item)) => Some((item, Some(stream))),
+                Ok(None) => None,
+                Err(_) => {
+                    tracing::warn!("upstream stream silent past the response timeout; ended");
+                    Some((Ok(last), None))
+                }
+            }
+        }
+    })
 }
 
 fn build(status: StatusCode, headers: HeaderMap, body: HttpBody) -> Response {

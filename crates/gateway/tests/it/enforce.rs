@@ -220,3 +220,52 @@ async fn redis_down_refuses_limited_calls(pool: PgPool) {
     );
     assert!(sim.state.calls().is_empty());
 }
+
+/// An upstream whose `tools/list` comes in two pages (cursor `p2`), each with a visible and a
+/// hidden tool, and some members the gateway must leave alone.
+async fn paged_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let second = m["params"]["cursor"] == "p2";
+            let result = if second {
+                r#"{"tools":[{"name":"delete_task","inputSchema":{"type":"object"}},{"name":"retry_task","inputSchema":{"type":"object"},"x-extra":1.50}]}"#
+            } else {
+                r#"{"tools":[{"name":"reboot_device","inputSchema":{"type":"object"}},{"name":"get_parameter","inputSchema":{"type":"object"}}],"nextCursor":"p2","_meta":{"k":[1,2]}}"#
+            };
+            let reply = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#, m["id"]);
+            ([(http::header::CONTENT_TYPE, "application/json")], reply)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/mcp"), task)
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn every_tools_list_page_is_filtered(pool: PgPool) {
+    let store = store(pool);
+    let (url, _upstream) = paged_upstream().await;
+    let policy = r#"{"version":"1","default":"deny","tools":{"retry_task":{},"get_parameter":{}}}"#;
+    let seed = seed(&store, &url, policy).await;
+    let gw = gateway(&store, Settings::local(), Limits::InProcess).await;
+    let list = |cursor: Option<&str>| {
+        let params = match cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        json!({"jsonrpc":"2.0","id":5,"method":"tools/list","params":params}).to_string()
+    };
+    let first = post(&gw.url(&seed), Some(&seed.token), list(None), &[]).await;
+    assert_eq!(
+        first.body,
+        r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"get_parameter","inputSchema":{"type":"object"}}],"nextCursor":"p2","_meta":{"k":[1,2]}}}"#
+    );
+    let second = post(&gw.url(&seed), Some(&seed.token), list(Some("p2")), &[]).await;
+    assert_eq!(
+        second.body,
+        r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"retry_task","inputSchema":{"type":"object"},"x-extra":1.50}]}}"#
+    );
+}

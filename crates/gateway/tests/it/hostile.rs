@@ -65,6 +65,10 @@ async fn hostile_input_never_reaches_the_upstream(pool: PgPool) {
         duplicate.body
     );
 
+    let notification = post(&url, t, r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"retry_task","arguments":{"task_id":"x"}}}"#, &headers).await;
+    assert_eq!(notification.status, 400, "{}", notification.body);
+    assert_eq!(notification.json()["error"]["code"], -32600);
+
     let huge = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"retry_task","arguments":{{"task_id":"{}"}}}}}}"#,
         "x".repeat(100 * 1024)

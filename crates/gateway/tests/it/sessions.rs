@@ -81,3 +81,50 @@ async fn an_ended_session_is_a_404_whatever_status_the_upstream_uses(pool: PgPoo
     let after = session.request("ping", json!({})).await;
     assert_eq!(after.status, 404, "{}", after.body);
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn get_streams_pass_through_and_are_bounded(pool: PgPool) {
+    let store = store(pool);
+    let upstream = everything().await;
+    let seed = seed(
+        &store,
+        &upstream.url,
+        r#"{"version":"1","default":"allow"}"#,
+    )
+    .await;
+    let mut settings = Settings::local();
+    settings.max_streams = 1;
+    let gw = gateway(&store, settings, Limits::InProcess).await;
+    let session = Session::open(&gw.url(&seed), &seed.token).await;
+    let open_stream = || {
+        http()
+            .get(gw.url(&seed))
+            .bearer_auth(&seed.token)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &session.id)
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+    };
+    let stream = tokio::time::timeout(std::time::Duration::from_secs(5), open_stream())
+        .await
+        .expect("headers of the GET stream arrive at once")
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    // This replica allows one stream at a time; the second is refused while the first is open.
+    let second = open_stream().await.unwrap();
+    assert_eq!(second.status(), 503);
+    drop(stream);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let third = open_stream().await.unwrap();
+    assert_eq!(
+        third.status(),
+        200,
+        "the slot is given back when a stream ends"
+    );
+}

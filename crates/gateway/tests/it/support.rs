@@ -448,6 +448,14 @@ pub(crate) async fn recorder() -> (Recorder, String, tokio::task::JoinHandle<()>
 pub(crate) async fn raw_upstream(
     reply: Option<&'static [u8]>,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    raw_upstream_with(reply, false).await
+}
+
+/// Like [`raw_upstream`], but keeps the connection open, silent, after writing `reply`.
+pub(crate) async fn raw_upstream_with(
+    reply: Option<&'static [u8]>,
+    hang_after_reply: bool,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -464,6 +472,9 @@ pub(crate) async fn raw_upstream(
                 match reply {
                     Some(bytes) => {
                         let _ = socket.write_all(bytes).await;
+                        if hang_after_reply {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        }
                         let _ = socket.shutdown().await;
                     }
                     None => tokio::time::sleep(Duration::from_secs(3600)).await,

@@ -71,6 +71,29 @@ async fn down_hanging_and_garbage_upstreams_fail_clearly(pool: PgPool) {
     let answer = post(&gw.url(&not_http), Some(&not_http.token), CALL, &[]).await;
     assert_eq!(answer.json()["error"]["code"], -32603, "{}", answer.body);
 
+    // SSE headers, then silence: the client gets the timeout error as the stream's last event.
+    let (silent_addr, _silent) = raw_upstream_with(
+        Some(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n: hello\n\n"),
+        true,
+    )
+    .await;
+    let silent = seed(&store, &format!("http://{silent_addr}/mcp"), SEED_POLICY).await;
+    let started = Instant::now();
+    let answer = post(&gw.url(&silent), Some(&silent.token), CALL, &[]).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(answer.body.starts_with(": hello"), "{}", answer.body);
+    assert_eq!(answer.json()["id"], 42);
+    assert_eq!(
+        answer.json()["error"]["data"]["upstream"],
+        "timeout",
+        "{}",
+        answer.body
+    );
+
     let (error_addr, _error) = raw_upstream(Some(
         b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy",
     ))
