@@ -550,6 +550,39 @@ async fn force_custom_plans(conn: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
+/// An `AuditEvent` from a row of any query that selects every event column.
+macro_rules! stored_event {
+    ($r:expr, $org:expr) => {{
+        let r = $r;
+        AuditEvent {
+            event: NewAuditEvent {
+                audit_event_id: AuditEventId::from_uuid(r.audit_event_id),
+                organisation_id: $org,
+                occurred_at: r.occurred_at,
+                server_id: ServerId::from_uuid(r.server_id),
+                grant_id: GrantId::from_uuid(r.access_grant_id),
+                identity: r.identity,
+                session_id: r.session_id,
+                method: r.method,
+                tool_name: r.tool_name,
+                arguments: r.arguments,
+                decision: AuditDecision::parse(&r.decision)?,
+                rule: r.rule,
+                message: r.message,
+                policy_version: r.policy_version,
+                upstream_status: r.upstream_status,
+                is_error: r.is_error,
+                latency_us: r.latency_us,
+                client_addr: r.client_addr.and_then(|a| a.parse().ok()),
+                user_agent: r.user_agent,
+            },
+            sequence: r.sequence,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }};
+}
+
 /// A page of the organisation's audit log, newest first, by keyset (never by offset).
 #[tracing::instrument(skip(tx))]
 pub async fn audit_page(
@@ -604,34 +637,7 @@ pub async fn audit_page(
     .await?;
     let events = rows
         .into_iter()
-        .map(|r| {
-            Ok(AuditEvent {
-                event: NewAuditEvent {
-                    audit_event_id: AuditEventId::from_uuid(r.audit_event_id),
-                    organisation_id: org,
-                    occurred_at: r.occurred_at,
-                    server_id: ServerId::from_uuid(r.server_id),
-                    grant_id: GrantId::from_uuid(r.access_grant_id),
-                    identity: r.identity,
-                    session_id: r.session_id,
-                    method: r.method,
-                    tool_name: r.tool_name,
-                    arguments: r.arguments,
-                    decision: AuditDecision::parse(&r.decision)?,
-                    rule: r.rule,
-                    message: r.message,
-                    policy_version: r.policy_version,
-                    upstream_status: r.upstream_status,
-                    is_error: r.is_error,
-                    latency_us: r.latency_us,
-                    client_addr: r.client_addr.and_then(|a| a.parse().ok()),
-                    user_agent: r.user_agent,
-                },
-                sequence: r.sequence,
-                prev_hash: r.prev_hash,
-                hash: r.hash,
-            })
-        })
+        .map(|r| Ok(stored_event!(r, org)))
         .collect::<Result<Vec<_>>>()?;
     let next = (events.len() as i64 == limit).then(|| {
         let last = events.last().expect("a full page has a last row");
@@ -874,38 +880,6 @@ pub async fn verify_audit_chain(tx: &mut OrgTx) -> Result<ChainReport> {
         });
     }
     Ok(report)
-}
-
-macro_rules! stored_event {
-    ($r:expr, $org:expr) => {{
-        let r = $r;
-        AuditEvent {
-            event: NewAuditEvent {
-                audit_event_id: AuditEventId::from_uuid(r.audit_event_id),
-                organisation_id: $org,
-                occurred_at: r.occurred_at,
-                server_id: ServerId::from_uuid(r.server_id),
-                grant_id: GrantId::from_uuid(r.access_grant_id),
-                identity: r.identity,
-                session_id: r.session_id,
-                method: r.method,
-                tool_name: r.tool_name,
-                arguments: r.arguments,
-                decision: AuditDecision::parse(&r.decision)?,
-                rule: r.rule,
-                message: r.message,
-                policy_version: r.policy_version,
-                upstream_status: r.upstream_status,
-                is_error: r.is_error,
-                latency_us: r.latency_us,
-                client_addr: r.client_addr.and_then(|a| a.parse().ok()),
-                user_agent: r.user_agent,
-            },
-            sequence: r.sequence,
-            prev_hash: r.prev_hash,
-            hash: r.hash,
-        }
-    }};
 }
 
 /// The most rows one export page returns.
