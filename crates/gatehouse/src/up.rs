@@ -2,7 +2,9 @@
 //! private PostgreSQL from the machine's own server binaries; without `GATEHOUSE_SECRET_KEY` it
 //! makes one and keeps it in the data folder; it applies the migrations and runs the gateway.
 //! With `--demo` it also runs the GenieACS demo upstream and registers it, with a starter policy
-//! and a grant, and prints how to call a tool through the proxy.
+//! and a grant, and prints how to call a tool through the proxy. The admin web app runs beside
+//! the gateway; the audit ingester does not yet (the gateway's events are logged until issue 6
+//! wires its journal).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,9 @@ pub(crate) struct UpArgs {
     /// Where `up` keeps its private database, generated secret key and demo credentials.
     #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = ".gatehouse")]
     data_dir: PathBuf,
+    /// Address of the admin web app.
+    #[arg(long, env = "GATEHOUSE_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
+    admin_listen: SocketAddr,
     /// Address of the GenieACS demo upstream (with --demo).
     #[arg(
         long,
@@ -116,6 +121,19 @@ async fn run_everything(args: &UpArgs) -> Result<ExitCode> {
     store.migrate().await.context("applying migrations")?;
 
     let mut tasks = tokio::task::JoinSet::new();
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin web app to {}", args.admin_listen))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let admin_state = admin::AppState::new(
+        store.clone(),
+        admin::AdminConfig::for_public_url(&public_url, true),
+    );
+    tasks.spawn(async move {
+        admin::serve(admin_listener, admin_state)
+            .await
+            .context("serving the admin web app")
+    });
     let demo = if args.demo {
         let upstream = start_demo_upstream(args, &mut tasks).await?;
         Some(seed_demo(&store, &args.data_dir, &upstream).await?)
@@ -137,6 +155,7 @@ async fn run_everything(args: &UpArgs) -> Result<ExitCode> {
     print_banner(
         &public_url,
         gateway_addr,
+        admin_addr,
         demo.as_ref(),
         args.demo_upstream_listen,
     );
@@ -322,11 +341,20 @@ fn demo_tool_definitions() -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn print_banner(public_url: &str, gateway: SocketAddr, demo: Option<&Demo>, upstream: SocketAddr) {
+fn print_banner(
+    public_url: &str,
+    gateway: SocketAddr,
+    admin: SocketAddr,
+    demo: Option<&Demo>,
+    upstream: SocketAddr,
+) {
     println!();
     println!("  Gatehouse is running.");
     println!();
     println!("  Gateway          {public_url}   (listening on {gateway})");
+    println!(
+        "  Admin            http://{admin}/signup   (sign up, register servers, mint grants, read the audit log)"
+    );
     println!("  Health           {public_url}/healthz   {public_url}/metrics");
     if let Some(demo) = demo {
         let proxy = format!("{public_url}/mcp/{}", demo.server_id);

@@ -51,7 +51,7 @@ fn up_demo_serves_the_demo_upstream_through_the_gateway() {
     // A short path: the private cluster's Unix socket lives in it.
     let data_dir = std::env::temp_dir().join(format!("gh-up-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
-    let (gateway_port, upstream_port) = (free_port(), free_port());
+    let (gateway_port, upstream_port, admin_port) = (free_port(), free_port(), free_port());
     let public_url = format!("http://127.0.0.1:{gateway_port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["up", "--demo", "--data-dir"])
@@ -66,6 +66,7 @@ fn up_demo_serves_the_demo_upstream_through_the_gateway() {
             "--demo-upstream-listen",
             &format!("127.0.0.1:{upstream_port}"),
         ])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env_remove("GATEHOUSE_SECRET_KEY")
@@ -115,6 +116,17 @@ fn up_demo_serves_the_demo_upstream_through_the_gateway() {
     );
     assert!(
         data_dir.join("secret-key").is_file() && data_dir.join("postgres/PG_VERSION").is_file()
+    );
+    let signup_url = format!("http://127.0.0.1:{admin_port}/signup");
+    assert!(banner.contains(&signup_url), "{banner}");
+    let signup = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &signup_url])
+        .output()
+        .expect("curl runs");
+    assert_eq!(
+        String::from_utf8_lossy(&signup.stdout),
+        "200",
+        "the admin app serves its sign-up page"
     );
 
     let plan = json!({
