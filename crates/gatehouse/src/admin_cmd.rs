@@ -17,7 +17,7 @@ pub(crate) struct AdminArgs {
     #[arg(
         long,
         env = "GATEHOUSE_ALLOW_PRIVATE_UPSTREAMS",
-        default_value_t = true,
+        default_value_t = false,
         action = ArgAction::Set,
         value_name = "true|false"
     )]
