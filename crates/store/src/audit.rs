@@ -814,62 +814,46 @@ pub async fn verify_audit_chain(tx: &mut OrgTx) -> Result<ChainReport> {
         let Some(last) = rows.last() else { break };
         after = last.sequence;
         for r in rows {
-            let event = NewAuditEvent {
-                audit_event_id: AuditEventId::from_uuid(r.audit_event_id),
-                organisation_id: org,
-                occurred_at: r.occurred_at,
-                server_id: ServerId::from_uuid(r.server_id),
-                grant_id: GrantId::from_uuid(r.access_grant_id),
-                identity: r.identity,
-                session_id: r.session_id,
-                method: r.method,
-                tool_name: r.tool_name,
-                arguments: r.arguments,
-                decision: AuditDecision::parse(&r.decision)?,
-                rule: r.rule,
-                message: r.message,
-                policy_version: r.policy_version,
-                upstream_status: r.upstream_status,
-                is_error: r.is_error,
-                latency_us: r.latency_us,
-                client_addr: r.client_addr.and_then(|a| a.parse().ok()),
-                user_agent: r.user_agent,
-            };
-            report.first_sequence.get_or_insert(r.sequence);
-            let id = r.audit_event_id;
+            let stored = stored_event!(r, org);
+            report.first_sequence.get_or_insert(stored.sequence);
+            let id = stored.event.audit_event_id.as_uuid();
             if let Some(expected) = expected_seq {
-                if r.sequence > expected {
+                if stored.sequence > expected {
                     report.problem = Some(ChainProblem::Removed {
                         from: expected,
-                        to: r.sequence - 1,
+                        to: stored.sequence - 1,
                     });
                     return Ok(report);
                 }
-                if r.sequence < expected {
+                if stored.sequence < expected {
                     report.problem = Some(ChainProblem::Inserted {
-                        sequence: r.sequence,
+                        sequence: stored.sequence,
                         audit_event_id: id,
                     });
                     return Ok(report);
                 }
             }
-            if prev_hash.as_ref().is_some_and(|p| *p != r.prev_hash) {
+            if prev_hash.as_ref().is_some_and(|p| *p != stored.prev_hash) {
                 report.problem = Some(ChainProblem::Inserted {
-                    sequence: r.sequence,
+                    sequence: stored.sequence,
                     audit_event_id: id,
                 });
                 return Ok(report);
             }
-            if link_hash(&r.prev_hash, &canonical_audit_event(&event, r.sequence)) != r.hash[..] {
+            if link_hash(
+                &stored.prev_hash,
+                &canonical_audit_event(&stored.event, stored.sequence),
+            ) != stored.hash[..]
+            {
                 report.problem = Some(ChainProblem::Altered {
-                    sequence: r.sequence,
+                    sequence: stored.sequence,
                     audit_event_id: id,
                 });
                 return Ok(report);
             }
             report.checked += 1;
-            expected_seq = Some(r.sequence + 1);
-            prev_hash = Some(r.hash);
+            expected_seq = Some(stored.sequence + 1);
+            prev_hash = Some(stored.hash);
         }
     }
     let next = expected_seq.unwrap_or(start_seq);
