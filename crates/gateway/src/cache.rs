@@ -40,6 +40,10 @@ pub(crate) enum Lookup {
     Active(Arc<GrantView>),
 }
 
+/// How long a request may wait for its configuration before it is refused: a slow or unreachable
+/// store must never hold agents' requests (or the replica's memory) indefinitely.
+pub(crate) const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The most grants cached at once; beyond it the cache is emptied (it only ever saves reads).
 const MAX_ENTRIES: usize = 100_000;
 
@@ -100,14 +104,19 @@ impl ConfigCache {
             .entry(key)
             .or_default()
             .clone();
-        let result = async {
+        let load = async {
             let _turn = gate.lock().await;
             if let Some(hit) = self.cached(&key, now) {
                 return Ok(hit);
             }
             self.load(store, token, key, now).await
-        }
-        .await;
+        };
+        let result = match tokio::time::timeout(LOOKUP_TIMEOUT, load).await {
+            Ok(result) => result,
+            Err(_) => Err(anyhow::anyhow!(
+                "the configuration store did not answer within {LOOKUP_TIMEOUT:?}"
+            )),
+        };
         let mut loading = self.loading.lock().expect("loading lock");
         // The last one out removes the gate (the map's own reference plus ours).
         if Arc::strong_count(&gate) <= 2 {

@@ -146,3 +146,33 @@ async fn health_readiness_and_metrics(pool: PgPool) {
     assert!(metrics.contains("gatehouse_gateway_limiter_latency_seconds_count 1"));
     assert!(metrics.contains("gatehouse_gateway_requests_total"));
 }
+
+/// A configuration store that accepts connections and never answers: the request is refused
+/// with 503 within the lookup timeout, never held.
+#[tokio::test]
+async fn a_store_that_never_answers_is_a_prompt_refusal() {
+    let (addr, _hole) = raw_upstream(None).await;
+    let options: sqlx::postgres::PgConnectOptions = format!("postgres://postgres@{addr}/gatehouse")
+        .parse()
+        .expect("url");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(60))
+        .connect_lazy_with(options);
+    let store = store(pool);
+    let gw = gateway(&store, Settings::local(), Limits::InProcess).await;
+    let url = format!("{}/mcp/{}", gw.base, uuid::Uuid::new_v4());
+    let started = Instant::now();
+    let answer = post(
+        &url,
+        Some(&format!("ghg_{}", "a".repeat(44))),
+        initialize_body(),
+        &[],
+    )
+    .await;
+    let waited = started.elapsed();
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(
+        waited < Duration::from_secs(6),
+        "refused after {waited:?}, past the lookup timeout"
+    );
+}
