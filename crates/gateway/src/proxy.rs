@@ -20,7 +20,7 @@ use futures_util::{Stream, StreamExt as _};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use limits::{Outcome, Reservation};
 use mcp::headers::{MCP_METHOD, MCP_NAME, MCP_SESSION_ID, Revision};
-use mcp::message::{Body, Kind, OwnedId};
+use mcp::message::{Body, Id, Kind, OwnedId};
 use mcp::reply::{self, Reply, UpstreamFailure};
 use mcp::session::{Binding, Session, SessionError};
 use mcp::{SseParser, method};
@@ -342,6 +342,18 @@ fn reject(gw: &Gateway, ctx: &mut Ctx, reply: Reply, why: String) -> Response {
     answer(reply)
 }
 
+/// Rejects a message the gateway will not forward in this form: 400, JSON-RPC -32600.
+fn invalid_request(gw: &Gateway, ctx: &mut Ctx, id: Option<Id<'_>>, why: String) -> Response {
+    let reply = reply::error(
+        id,
+        mcp::code::INVALID_REQUEST,
+        &format!("Invalid Request: {why}"),
+        None,
+        StatusCode::BAD_REQUEST,
+    );
+    reject(gw, ctx, reply, why)
+}
+
 async fn post(
     gw: &Gateway,
     ctx: &mut Ctx,
@@ -368,14 +380,7 @@ async fn post(
         Ok(Body::Batch(items)) => {
             if !revision.allows_batches() {
                 let why = format!("JSON-RPC batches are not part of MCP {revision}");
-                let reply = reply::error(
-                    None,
-                    mcp::code::INVALID_REQUEST,
-                    &format!("Invalid Request: {why}"),
-                    None,
-                    StatusCode::BAD_REQUEST,
-                );
-                return Ok(reject(gw, ctx, reply, why));
+                return Ok(invalid_request(gw, ctx, None, why));
             }
             for item in &items {
                 match item {
@@ -387,14 +392,7 @@ async fn post(
                         // together is not worth it for a revision that only 2025-03-26 has:
                         // such batches are refused rather than let through undecided.
                         let why = "Gatehouse does not accept tools/call or tools/list inside a batch; send them one per request".to_owned();
-                        let reply = reply::error(
-                            m.id(),
-                            mcp::code::INVALID_REQUEST,
-                            &format!("Invalid Request: {why}"),
-                            None,
-                            StatusCode::BAD_REQUEST,
-                        );
-                        return Ok(reject(gw, ctx, reply, why));
+                        return Ok(invalid_request(gw, ctx, m.id(), why));
                     }
                     Ok(_) => {}
                 }
@@ -592,14 +590,7 @@ async fn post(
         Some(m @ (method::TOOLS_CALL | "resources/read" | "prompts/get")) if !is_request => {
             let why =
                 format!("{m} must be a request with an id; as a notification it cannot be decided");
-            let reply = reply::error(
-                None,
-                mcp::code::INVALID_REQUEST,
-                &format!("Invalid Request: {why}"),
-                None,
-                StatusCode::BAD_REQUEST,
-            );
-            Ok(reject(gw, ctx, reply, why))
+            Ok(invalid_request(gw, ctx, None, why))
         }
         _ => {
             gw.inner.metrics.decision("pass");

@@ -187,6 +187,12 @@ impl Keyring {
             .map(Redacted)
             .map_err(|_| Error::Secret("authentication failed (wrong key or altered data)".into()))
     }
+
+    /// Opens `sealed` under whichever key sealed it and seals it again under the current key.
+    pub fn reseal(&self, sealed: &Sealed, context: &[u8]) -> Result<Sealed> {
+        let plain = self.open(sealed, context)?;
+        Ok(self.seal(plain.expose(), context))
+    }
 }
 
 /// The kind of bearer token, which decides its recognisable prefix.

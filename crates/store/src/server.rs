@@ -451,14 +451,13 @@ impl Store {
         for r in rows {
             let server = ServerId::from_uuid(r.server_id);
             let context = credentials_context(server);
-            let plain = ring.open(
+            let sealed = ring.reseal(
                 &Sealed {
                     key_version: r.version,
                     bytes: r.sealed,
                 },
                 &context,
             )?;
-            let sealed = ring.seal(plain.expose(), &context);
             sqlx::query!(
                 r#"
                 update server set upstream_credentials_sealed = $2, credentials_key_version = $3
@@ -489,14 +488,13 @@ impl Store {
                 r.approval_webhook_id
             )
             .into_bytes();
-            let plain = ring.open(
+            let sealed = ring.reseal(
                 &Sealed {
                     key_version: r.secret_key_version,
                     bytes: r.secret_sealed,
                 },
                 &context,
             )?;
-            let sealed = ring.seal(plain.expose(), &context);
             sqlx::query!(
                 r#"
                 update approval_webhook set secret_sealed = $2, secret_key_version = $3
