@@ -189,33 +189,8 @@ impl Ingester {
     /// Runs until `shutdown` resolves: steps over every shard, sleeps when all were empty, and
     /// backs off (keeping what it read) while Redis or Postgres is unavailable.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        tokio::pin!(shutdown);
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let pause = match self.step().await {
-                Ok(report) => {
-                    backoff = Duration::from_millis(100);
-                    if report.inserted > 0 || report.unknown > 0 {
-                        tracing::debug!(?report, "audit batch stored");
-                    }
-                    if report.read == 0 {
-                        self.config.idle_sleep
-                    } else {
-                        Duration::ZERO
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "audit ingest failed; nothing acknowledged, retrying");
-                    let b = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    b
-                }
-            };
-            tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
+        let idle = self.config.idle_sleep;
+        run_steps(&mut self, idle, shutdown).await
     }
 
     /// One pass over every shard: settle what is unsettled, else read and settle a batch.
@@ -408,6 +383,53 @@ impl Ingester {
         )
         .await?;
         Ok(secs * 1000 + micros / 1000)
+    }
+}
+
+impl Steps for Ingester {
+    async fn step(&mut self) -> Result<StepReport, Error> {
+        Ingester::step(self).await
+    }
+}
+
+/// Something an ingest loop steps: the Redis ingester or the Postgres outbox's.
+pub(crate) trait Steps {
+    async fn step(&mut self) -> Result<StepReport, Error>;
+}
+
+/// Steps until `shutdown` resolves: sleeps `idle` when a step read nothing, and backs off
+/// (keeping what was read) while Redis or Postgres is unavailable.
+pub(crate) async fn run_steps(
+    source: &mut impl Steps,
+    idle: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let pause = match source.step().await {
+            Ok(report) => {
+                backoff = Duration::from_millis(100);
+                if report.inserted > 0 || report.unknown > 0 {
+                    tracing::debug!(?report, "audit batch stored");
+                }
+                if report.read == 0 {
+                    idle
+                } else {
+                    Duration::ZERO
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "audit ingest failed; nothing acknowledged, retrying");
+                let b = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                b
+            }
+        };
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(pause) => {}
+        }
     }
 }
 

@@ -1,5 +1,7 @@
-//! The gateway's side of the durable path: events written ahead of forwarding into a Redis stream,
-//! and the outcome appended after.
+//! The gateway's side of the durable path: events written ahead of forwarding, and the outcome
+//! appended after. Two backends with one contract: Redis shard streams (any number of replicas,
+//! moved into Postgres by `gatehouse ingest`), and Postgres's `audit_outbox` table (a
+//! single-process `gatehouse up` without Redis, moved by [`crate::OutboxIngester`]).
 //!
 //! Layout: a small fixed set of shard streams `<prefix>:{<n>}` (`gh:audit:{0}` … `gh:audit:{7}`);
 //! an organisation always maps to the same shard, so its events stay in order. Each stream entry
@@ -21,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Value};
+use serde_json::Value as Json;
+use store::Store;
 
 use crate::{AuditRecord, Error, Outcome};
 
@@ -85,20 +89,47 @@ pub(crate) async fn within<T>(
     }
 }
 
-/// The gateway's handle on the durable path. Cheap to clone; clones share one multiplexed
-/// connection that reconnects by itself.
+/// The gateway's handle on the durable path. Cheap to clone; clones share one connection (Redis)
+/// or one pool (Postgres).
 #[derive(Clone)]
 pub struct Journal {
-    connection: ConnectionManager,
-    config: StreamConfig,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    /// Shard streams in Redis, one multiplexed connection that reconnects by itself.
+    Streams {
+        connection: ConnectionManager,
+        config: StreamConfig,
+    },
+    /// The `audit_outbox` table in Postgres.
+    Outbox {
+        store: Store,
+        call_timeout: Duration,
+    },
 }
 
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Journal")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        match &self.backend {
+            Backend::Streams { config, .. } => f
+                .debug_struct("Journal")
+                .field("streams", config)
+                .finish_non_exhaustive(),
+            Backend::Outbox { call_timeout, .. } => f
+                .debug_struct("Journal")
+                .field("outbox", call_timeout)
+                .finish_non_exhaustive(),
+        }
     }
+}
+
+/// Where a write-ahead went.
+#[derive(Debug)]
+enum Entry {
+    Stream(String),
+    Outbox(i64),
 }
 
 /// Proof that an event was written ahead; hand it back with its outcome.
@@ -106,7 +137,7 @@ impl std::fmt::Debug for Journal {
 #[must_use = "record the outcome of a call written ahead, or it is stored as unknown"]
 pub struct Ticket {
     record: AuditRecord,
-    entry_id: String,
+    entry: Entry,
     written_at: Instant,
 }
 
@@ -121,11 +152,6 @@ impl Ticket {
         &self.record
     }
 
-    /// The stream entry id of the write-ahead.
-    pub fn entry_id(&self) -> &str {
-        &self.entry_id
-    }
-
     /// Time since the write-ahead, the natural latency of the call when nothing better is known.
     pub fn elapsed(&self) -> Duration {
         self.written_at.elapsed()
@@ -136,34 +162,67 @@ impl Journal {
     /// Connects to Redis at `url` and checks that it answers.
     pub async fn connect(url: &str, config: StreamConfig) -> Result<Self, Error> {
         let connection = config.connect(url).await?;
-        let journal = Journal { connection, config };
+        let journal = Journal {
+            backend: Backend::Streams { connection, config },
+        };
         journal.ping().await?;
         Ok(journal)
     }
 
-    pub fn config(&self) -> &StreamConfig {
-        &self.config
+    /// The write-ahead in Postgres's `audit_outbox` (no Redis): each call is bounded by
+    /// `call_timeout`, like a Redis call.
+    pub fn outbox(store: Store, call_timeout: Duration) -> Self {
+        Journal {
+            backend: Backend::Outbox {
+                store,
+                call_timeout,
+            },
+        }
     }
 
-    /// One PING round trip, for `/readyz`.
+    /// One round trip to where the journal writes, for `/readyz`.
     pub async fn ping(&self) -> Result<(), Error> {
-        let mut con = self.connection.clone();
-        let _: String = within(
-            self.config.call_timeout,
-            redis::cmd("PING").query_async(&mut con),
-        )
-        .await?;
+        match &self.backend {
+            Backend::Streams { connection, config } => {
+                let mut con = connection.clone();
+                let _: String = within(
+                    config.call_timeout,
+                    redis::cmd("PING").query_async(&mut con),
+                )
+                .await?;
+            }
+            Backend::Outbox {
+                store,
+                call_timeout,
+            } => bounded(*call_timeout, store.ping()).await?,
+        }
         Ok(())
     }
 
     /// Writes `record` ahead of forwarding its call (its outcome is set to pending). Returns only
-    /// once Redis has the entry; any `Err` means it may not: the gateway must refuse the call.
+    /// once the entry is stored; any `Err` means it may not be: the gateway must refuse the call.
     pub async fn write_ahead(&self, mut record: AuditRecord) -> Result<Ticket, Error> {
         record.outcome = Outcome::Pending;
-        let entry_id = self.append(&record, "w", None).await?;
+        let entry = match &self.backend {
+            Backend::Streams { connection, config } => {
+                Entry::Stream(append(connection, config, &record, "w", None).await?)
+            }
+            Backend::Outbox {
+                store,
+                call_timeout,
+            } => {
+                let event = encode(&record)?;
+                let id = bounded(
+                    *call_timeout,
+                    store.audit_outbox_append(record.organisation_id, &event, false),
+                )
+                .await?;
+                Entry::Outbox(id)
+            }
+        };
         Ok(Ticket {
             record,
-            entry_id,
+            entry,
             written_at: Instant::now(),
         })
     }
@@ -173,39 +232,88 @@ impl Journal {
     pub async fn record_outcome(&self, ticket: Ticket, outcome: Outcome) -> Result<(), Error> {
         let mut record = ticket.record;
         record.outcome = outcome;
-        self.append(&record, "o", Some(&ticket.entry_id)).await?;
+        match (&self.backend, ticket.entry) {
+            (Backend::Streams { connection, config }, Entry::Stream(w)) => {
+                append(connection, config, &record, "o", Some(&w)).await?;
+            }
+            (
+                Backend::Outbox {
+                    store,
+                    call_timeout,
+                },
+                Entry::Outbox(id),
+            ) => {
+                let event = encode(&record)?;
+                // `false`: the ingester already stored the event as unknown; nothing to add.
+                bounded(*call_timeout, store.audit_outbox_complete(id, &event)).await?;
+            }
+            _ => {
+                return Err(Error::Config(
+                    "an outcome was handed to another journal than its write-ahead's".into(),
+                ));
+            }
+        }
         Ok(())
     }
 
     /// Records the complete event of a request that is not forwarded (a denial, a refusal). The
     /// gateway answers the agent after this returns; on `Err` it answers with an error instead.
     pub async fn record(&self, record: AuditRecord) -> Result<(), Error> {
-        self.append(&record, "c", None).await?;
+        match &self.backend {
+            Backend::Streams { connection, config } => {
+                append(connection, config, &record, "c", None).await?;
+            }
+            Backend::Outbox {
+                store,
+                call_timeout,
+            } => {
+                let event = encode(&record)?;
+                bounded(
+                    *call_timeout,
+                    store.audit_outbox_append(record.organisation_id, &event, true),
+                )
+                .await?;
+            }
+        }
         Ok(())
     }
+}
 
-    async fn append(
-        &self,
-        record: &AuditRecord,
-        kind: &str,
-        write_ahead: Option<&str>,
-    ) -> Result<String, Error> {
-        let json = serde_json::to_string(record).map_err(Error::Encoding)?;
-        let key = self
-            .config
-            .stream_key(self.config.shard_of(record.organisation_id));
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&key).arg("*").arg("k").arg(kind).arg("e").arg(json);
-        if let Some(w) = write_ahead {
-            cmd.arg("w").arg(w);
-        }
-        let mut con = self.connection.clone();
-        let id: Value = within(self.config.call_timeout, cmd.query_async(&mut con)).await?;
-        match id {
-            Value::BulkString(b) => String::from_utf8(b)
-                .map_err(|_| Error::UnexpectedReply("XADD answered a non-text id".into())),
-            Value::SimpleString(s) => Ok(s),
-            other => Err(Error::UnexpectedReply(format!("XADD answered {other:?}"))),
-        }
+fn encode(record: &AuditRecord) -> Result<Json, Error> {
+    serde_json::to_value(record).map_err(Error::Encoding)
+}
+
+/// A store call bounded like a Redis call: past `timeout` it fails.
+async fn bounded<T>(
+    timeout: Duration,
+    call: impl Future<Output = store::Result<T>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(Error::Timeout(timeout)),
+    }
+}
+
+async fn append(
+    connection: &ConnectionManager,
+    config: &StreamConfig,
+    record: &AuditRecord,
+    kind: &str,
+    write_ahead: Option<&str>,
+) -> Result<String, Error> {
+    let json = serde_json::to_string(record).map_err(Error::Encoding)?;
+    let key = config.stream_key(config.shard_of(record.organisation_id));
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(&key).arg("*").arg("k").arg(kind).arg("e").arg(json);
+    if let Some(w) = write_ahead {
+        cmd.arg("w").arg(w);
+    }
+    let mut con = connection.clone();
+    let id: Value = within(config.call_timeout, cmd.query_async(&mut con)).await?;
+    match id {
+        Value::BulkString(b) => String::from_utf8(b)
+            .map_err(|_| Error::UnexpectedReply("XADD answered a non-text id".into())),
+        Value::SimpleString(s) => Ok(s),
+        other => Err(Error::UnexpectedReply(format!("XADD answered {other:?}"))),
     }
 }

@@ -1,6 +1,7 @@
 //! The audit log's durable path (DESIGN.md §7): the event type and what of a call's arguments it
-//! keeps ([`redact`]), the gateway's write-ahead into Redis streams ([`Journal`]), the ingester
-//! that moves events into the store's hash-chained tables ([`Ingester`]), and export.
+//! keeps ([`redact`]), the gateway's write-ahead ([`Journal`]: Redis streams, or Postgres's
+//! outbox without Redis), the ingesters that move events into the store's hash-chained tables
+//! ([`Ingester`], [`OutboxIngester`]), and export.
 //!
 //! It must never let the gateway believe an event is recorded when it may not be: every failure
 //! to write ahead is an [`Error`] and the gateway refuses the call. It must never acknowledge a
@@ -14,6 +15,7 @@ mod event;
 pub mod export;
 mod ingest;
 mod journal;
+mod outbox;
 pub mod redact;
 
 pub use error::Error;
@@ -22,4 +24,5 @@ pub use event::{
 };
 pub use ingest::{Fetched, GROUP, IngestConfig, Ingester, StepReport};
 pub use journal::{Journal, StreamConfig, Ticket};
+pub use outbox::OutboxIngester;
 pub use redact::{audited_arguments, is_secret_key, redact};

@@ -17,12 +17,9 @@ use time::format_description::well_known::Rfc3339;
 use crate::StoreArgs;
 use crate::config::{self, Problems};
 
-/// Where the audit streams are (gateways and ingesters must agree).
-#[derive(Debug, Args)]
+/// Where the audit streams are in Redis (gateways and ingesters must agree).
+#[derive(Debug, Clone, Args)]
 pub(crate) struct StreamArgs {
-    /// Redis URL of the audit streams.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    redis_url: Option<String>,
     /// Prefix of the shard stream keys (`<prefix>:{<n>}`).
     #[arg(
         long,
@@ -35,9 +32,33 @@ pub(crate) struct StreamArgs {
     shards: u16,
 }
 
+impl StreamArgs {
+    /// Adds a problem when the settings are unusable.
+    pub(crate) fn check(&self, problems: &mut Problems) {
+        if self.shards == 0 {
+            problems.add("GATEHOUSE_AUDIT_SHARDS", "must be at least 1");
+        }
+        if self.stream_prefix.trim().is_empty() {
+            problems.add("GATEHOUSE_AUDIT_STREAM_PREFIX", "must not be empty");
+        }
+    }
+
+    pub(crate) fn config(&self, call_timeout: Duration) -> audit::StreamConfig {
+        audit::StreamConfig {
+            prefix: self.stream_prefix.clone(),
+            shards: self.shards,
+            call_timeout,
+        }
+    }
+}
+
 /// `gatehouse ingest`.
 #[derive(Debug, Args)]
 pub(crate) struct IngestArgs {
+    /// Redis URL of the audit streams. Without it, events are read from Postgres's
+    /// `audit_outbox`, where a gateway without Redis writes them.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
     #[command(flatten)]
     stream: StreamArgs,
     /// This ingester's consumer name in the group; unique per running instance.
@@ -176,6 +197,7 @@ async fn connect(url: String) -> anyhow::Result<Store> {
 
 /// Runs `gatehouse ingest` until SIGINT or SIGTERM.
 pub(crate) fn run_ingest(args: IngestArgs) -> ExitCode {
+    crate::gateway_cmd::init_tracing();
     let mut problems = Problems::default();
     let db = config::database_url(
         &StoreArgs {
@@ -185,23 +207,15 @@ pub(crate) fn run_ingest(args: IngestArgs) -> ExitCode {
         },
         &mut problems,
     );
-    let redis = redis_url(&args.stream, &mut problems);
+    let redis = redis_url(args.redis_url.as_deref(), &mut problems);
     if args.batch == 0 || args.batch > 100_000 {
-        problems
-            .0
-            .push("GATEHOUSE_INGEST_BATCH: must be between 1 and 100000".into());
+        problems.add("GATEHOUSE_INGEST_BATCH", "must be between 1 and 100000");
     }
     if args.workers == 0 || args.workers > 64 {
-        problems
-            .0
-            .push("GATEHOUSE_INGEST_WORKERS: must be between 1 and 64".into());
+        problems.add("GATEHOUSE_INGEST_WORKERS", "must be between 1 and 64");
     }
-    if args.stream.shards == 0 {
-        problems
-            .0
-            .push("GATEHOUSE_AUDIT_SHARDS: must be at least 1".into());
-    }
-    let (Some(db), Some(redis)) = (db, redis) else {
+    args.stream.check(&mut problems);
+    let Some(db) = db else {
         return config_failure(&problems);
     };
     if !problems.0.is_empty() {
@@ -212,85 +226,121 @@ pub(crate) fn run_ingest(args: IngestArgs) -> ExitCode {
         .clone()
         .filter(|c| !c.trim().is_empty())
         .unwrap_or_else(|| format!("ingest-{}", std::process::id()));
-    let config = audit::IngestConfig {
-        stream: audit::StreamConfig {
-            prefix: args.stream.stream_prefix.clone(),
-            shards: args.stream.shards,
-            call_timeout: Duration::from_secs(5),
+    let ingest = Ingest {
+        redis,
+        workers: args.workers,
+        config: audit::IngestConfig {
+            stream: args.stream.config(Duration::from_secs(5)),
+            consumer,
+            batch: args.batch,
+            grace: Duration::from_secs(args.grace_secs),
+            claim_idle: Duration::from_secs(args.claim_idle_secs.max(1)),
+            idle_sleep: Duration::from_millis(50),
         },
-        consumer,
-        batch: args.batch,
-        grace: Duration::from_secs(args.grace_secs),
-        claim_idle: Duration::from_secs(args.claim_idle_secs.max(1)),
-        idle_sleep: Duration::from_millis(50),
     };
-    let workers = args.workers;
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => return finish(Err(e)),
     };
     finish(rt.block_on(async move {
         let store = connect(db).await?;
+        ingest.run(store, shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    }))
+}
+
+/// What `gatehouse ingest` (and `gatehouse up`, inside its process) runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Ingest {
+    /// The audit streams' Redis; `None` reads Postgres's `audit_outbox` instead.
+    pub(crate) redis: Option<String>,
+    /// Stream consumers in this process (the outbox has one).
+    pub(crate) workers: usize,
+    pub(crate) config: audit::IngestConfig,
+}
+
+impl Ingest {
+    /// Moves audit events into the store until `shutdown` resolves (or an ingester fails), and
+    /// keeps the audit partitions ahead and retention applied, hourly.
+    pub(crate) async fn run(
+        self,
+        store: Store,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         store::audit::ensure_partitions_ahead(store.pool())
             .await
             .context("creating audit partitions")?;
-        let mut ingesters = Vec::new();
-        for n in 0..workers {
-            let mut config = config.clone();
-            if workers > 1 {
-                config.consumer = format!("{}-{n}", config.consumer);
-            }
-            ingesters.push(
-                audit::Ingester::connect(&redis, store.clone(), config)
-                    .await
-                    .context("connecting to the audit streams")?,
-            );
-        }
-        eprintln!(
-            "ingesting audit events with {workers} consumer(s) named {:?}… from {} shard(s) of {:?}",
-            config.consumer, config.stream.shards, config.stream.prefix
-        );
-        // Partitions ahead and retention, hourly, beside the ingester.
-        let housekeeping = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
-            loop {
-                tick.tick().await;
-                if let Err(e) = store::audit::ensure_partitions_ahead(store.pool()).await {
-                    eprintln!("warning: creating audit partitions: {e}");
-                }
-                match store::audit::apply_audit_retention(store.pool(), OffsetDateTime::now_utc())
-                    .await
-                {
-                    Ok(r) if !r.cuts.is_empty() || !r.dropped_partitions.is_empty() => {
-                        eprintln!("retention: {}", json!(r));
-                    }
-                    Ok(_) => {}
-                    Err(e) => eprintln!("warning: applying audit retention: {e}"),
-                }
-            }
-        });
-        // Every worker stops at the first SIGINT or SIGTERM.
+        // Every worker stops at the first shutdown.
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut tasks = tokio::task::JoinSet::new();
-        for ingester in ingesters {
+        let until_stopped = move || {
             let mut stopped = stopped.clone();
-            tasks.spawn(ingester.run(async move {
+            async move {
                 let _ = stopped.wait_for(|s| *s).await;
-            }));
-        }
-        tokio::select! {
-            () = shutdown_signal() => { let _ = stop.send(true); }
-            Some(done) = tasks.join_next() => {
-                let _ = stop.send(true);
-                done.context("an ingester panicked")?.context("ingesting")?;
             }
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        match &self.redis {
+            Some(redis) => {
+                for n in 0..self.workers {
+                    let mut config = self.config.clone();
+                    if self.workers > 1 {
+                        config.consumer = format!("{}-{n}", config.consumer);
+                    }
+                    let ingester = audit::Ingester::connect(redis, store.clone(), config)
+                        .await
+                        .context("connecting to the audit streams")?;
+                    tasks.spawn(ingester.run(until_stopped()));
+                }
+                tracing::info!(
+                    "ingesting audit events with {} consumer(s) named {:?}… from {} shard(s) of {:?}",
+                    self.workers,
+                    self.config.consumer,
+                    self.config.stream.shards,
+                    self.config.stream.prefix
+                );
+            }
+            None => {
+                let ingester = audit::OutboxIngester::new(store.clone(), &self.config);
+                tasks.spawn(ingester.run(until_stopped()));
+                tracing::info!(
+                    "REDIS_URL is not set: ingesting audit events from Postgres's audit_outbox"
+                );
+            }
+        }
+        let housekeeping = tokio::spawn(housekeeping(store));
+        tokio::pin!(shutdown);
+        let first = tokio::select! {
+            () = &mut shutdown => None,
+            Some(done) = tasks.join_next() => Some(done),
+        };
+        let _ = stop.send(true);
+        housekeeping.abort();
+        if let Some(done) = first {
+            done.context("an ingester panicked")?.context("ingesting")?;
         }
         while let Some(done) = tasks.join_next().await {
             done.context("an ingester panicked")?.context("ingesting")?;
         }
-        housekeeping.abort();
-        Ok(ExitCode::SUCCESS)
-    }))
+        Ok(())
+    }
+}
+
+/// Partitions ahead and retention, hourly, beside the ingesters.
+async fn housekeeping(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        if let Err(e) = store::audit::ensure_partitions_ahead(store.pool()).await {
+            tracing::warn!(error = %e, "creating audit partitions");
+        }
+        match store::audit::apply_audit_retention(store.pool(), OffsetDateTime::now_utc()).await {
+            Ok(r) if !r.cuts.is_empty() || !r.dropped_partitions.is_empty() => {
+                tracing::info!(report = %json!(r), "audit retention applied");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "applying audit retention"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -315,16 +365,12 @@ async fn shutdown_signal() {
     }
 }
 
-fn redis_url(args: &StreamArgs, problems: &mut Problems) -> Option<String> {
-    match args.redis_url.as_deref().map(str::trim) {
-        None | Some("") => {
-            problems
-                .0
-                .push("REDIS_URL: is not set (or pass --redis-url)".into());
-            None
-        }
+/// The audit streams' Redis URL, when one is set.
+fn redis_url(url: Option<&str>, problems: &mut Problems) -> Option<String> {
+    match url.map(str::trim) {
+        None | Some("") => None,
         Some(u) if !(u.starts_with("redis://") || u.starts_with("rediss://")) => {
-            problems.0.push("REDIS_URL: must be a redis:// URL".into());
+            problems.add("REDIS_URL", "must be a redis:// URL");
             None
         }
         Some(u) => Some(u.to_owned()),

@@ -2,12 +2,12 @@
 //! value is reported by its name before anything starts.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use base64::Engine as _;
 
+use crate::audit_cmd::StreamArgs;
 use crate::config::{self, Problems};
 use crate::{PublicUrlArgs, SecretArgs, StoreArgs};
 
@@ -23,6 +23,8 @@ pub(crate) struct GatewayArgs {
     pub(crate) secrets: SecretArgs,
     #[command(flatten)]
     pub(crate) public: PublicUrlArgs,
+    #[command(flatten)]
+    pub(crate) audit: StreamArgs,
     /// Extra host names the gateway answers to (comma-separated; `*` for any). Localhost names
     /// and the public URL's host are always allowed.
     #[arg(long, env = "GATEHOUSE_ALLOWED_HOSTS", value_delimiter = ',')]
@@ -58,6 +60,9 @@ pub(crate) struct GatewayArgs {
     #[arg(long, env = "GATEHOUSE_MAX_STREAMS", default_value_t = 1000)]
     max_streams: usize,
 }
+
+/// The longest one audit write may take before the request is refused.
+const JOURNAL_CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) fn run(args: GatewayArgs) -> ExitCode {
     init_tracing();
@@ -132,6 +137,7 @@ pub(crate) async fn prepare(
     if args.upstream_timeout_ms == 0 || args.upstream_connect_timeout_ms == 0 {
         problems.add("GATEHOUSE_UPSTREAM_TIMEOUT_MS", "timeouts must be positive");
     }
+    args.audit.check(&mut problems);
     if !problems.0.is_empty() {
         for p in &problems.0 {
             eprintln!("error: configuration: {p}");
@@ -203,13 +209,27 @@ pub(crate) async fn prepare(
             limits::InProcessLimiter::new().into()
         }
     };
+    // Every request's audit event is written ahead of forwarding (DESIGN.md §7): into the Redis
+    // streams `gatehouse ingest` reads, or without Redis into Postgres's audit_outbox.
+    let journal = match &redis {
+        Some((url, _)) => audit::Journal::connect(url, args.audit.config(JOURNAL_CALL_TIMEOUT))
+            .await
+            .context("connecting the audit journal to REDIS_URL")?,
+        None => {
+            tracing::warn!(
+                "REDIS_URL is not set: audit events are written ahead into Postgres's \
+                 audit_outbox, from which `gatehouse ingest` (without REDIS_URL) moves them"
+            );
+            audit::Journal::outbox(store.clone(), JOURNAL_CALL_TIMEOUT)
+        }
+    };
     let session_key = mcp::session::SessionKey::derive(&secret);
     let gateway = gateway::Gateway::new(
         settings,
         store,
         limiter,
         session_key,
-        Arc::new(gateway::LogAuditSink),
+        journal,
         redis.map(|(_, client)| client),
     )?;
     gateway.spawn_invalidation_listener();

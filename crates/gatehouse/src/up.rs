@@ -2,13 +2,14 @@
 //! private PostgreSQL from the machine's own server binaries; without `GATEHOUSE_SECRET_KEY` it
 //! makes one and keeps it in the data folder; it applies the migrations and runs the gateway.
 //! With `--demo` it also runs the GenieACS demo upstream and registers it, with a starter policy
-//! and a grant, and prints how to call a tool through the proxy. The admin web app runs beside
-//! the gateway; the audit ingester does not yet (the gateway's events are logged until issue 6
-//! wires its journal).
+//! and a grant, and prints how to call a tool through the proxy. The admin web app and the audit
+//! ingester run beside the gateway: without `REDIS_URL` the gateway writes its events ahead into
+//! Postgres's `audit_outbox` and the ingester moves them into the audit log from there.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ use serde_json::Value;
 use store::secret::{Redacted, SealingKey};
 use store::{Actor, GrantId, OrgId, ServerId, Store};
 
+use crate::audit_cmd::Ingest;
 use crate::config::{self, Problems};
 use crate::gateway_cmd::{self, GatewayArgs};
 use crate::local_pg::LocalPostgres;
@@ -150,6 +152,27 @@ async fn run_everything(args: &UpArgs) -> Result<ExitCode> {
         gateway::serve(listener, gateway)
             .await
             .context("serving the gateway")
+    });
+    let ingest = Ingest {
+        redis: args
+            .gateway
+            .store
+            .redis_url
+            .clone()
+            .filter(|u| !u.trim().is_empty()),
+        workers: 1,
+        config: audit::IngestConfig {
+            stream: args.gateway.audit.config(Duration::from_secs(5)),
+            consumer: format!("up-{}", std::process::id()),
+            ..audit::IngestConfig::default()
+        },
+    };
+    let ingest_store = store.clone();
+    tasks.spawn(async move {
+        ingest
+            .run(ingest_store, std::future::pending())
+            .await
+            .context("ingesting audit events")
     });
 
     print_banner(

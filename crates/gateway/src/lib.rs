@@ -12,14 +12,14 @@
 //!
 //! `router(gateway)` builds the axum app; [`serve`] runs it. The pieces: [`Settings`] (limits and
 //! timeouts), `cache` (grant → server, credentials, compiled policy; invalidated through Redis
-//! pub/sub with a TTL as safety net), `proxy` (the request path), [`audit`] (the event interface
-//! that issue 6 makes durable), `metrics` (Prometheus).
+//! pub/sub with a TTL as safety net), `proxy` (the request path), `event` (each request's audit event,
+//! written ahead through `audit::Journal`), `metrics` (Prometheus).
 #![forbid(unsafe_code)]
 
-pub mod audit;
 mod cache;
 mod egress;
 mod error;
+mod event;
 pub mod invalidate;
 mod metrics;
 mod proxy;
@@ -31,7 +31,6 @@ use axum::Router;
 use axum::routing::get;
 use tokio::sync::Semaphore;
 
-pub use audit::{AuditEvent, AuditSink, InMemoryAuditSinkForTests, LogAuditSink};
 pub use error::GatewayError;
 pub use settings::{DEFAULT_INVALIDATION_CHANNEL, Settings};
 
@@ -47,7 +46,7 @@ struct Inner {
     store: store::Store,
     limiter: limits::Limiter,
     session_key: mcp::session::SessionKey,
-    audit: Arc<dyn AuditSink>,
+    journal: audit::Journal,
     redis: Option<redis::Client>,
     http: reqwest::Client,
     cache: cache::ConfigCache,
@@ -57,14 +56,14 @@ struct Inner {
 
 impl Gateway {
     /// A gateway over `store`, counting limits in `limiter`, sealing sessions with `session_key`
-    /// and emitting audit events to `audit`. `redis` (when configured) carries configuration
+    /// and writing audit events through `journal`. `redis` (when configured) carries configuration
     /// invalidations and is checked by `/readyz`.
     pub fn new(
         settings: Settings,
         store: store::Store,
         limiter: limits::Limiter,
         session_key: mcp::session::SessionKey,
-        audit: Arc<dyn AuditSink>,
+        journal: audit::Journal,
         redis: Option<redis::Client>,
     ) -> anyhow::Result<Gateway> {
         use anyhow::Context as _;
@@ -92,7 +91,7 @@ impl Gateway {
                 store,
                 limiter,
                 session_key,
-                audit,
+                journal,
                 redis,
                 http,
                 cache,

@@ -97,7 +97,7 @@ pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when Postgres answers and, if configured, Redis answers; 503 naming what is down.
+/// Ready when Postgres, the audit journal and (if configured) Redis answer; 503 naming what is down.
 pub(crate) async fn readyz(State(gw): State<Gateway>) -> Response {
     let inner = &gw.inner;
     let timeout = Duration::from_secs(2);
@@ -112,10 +112,15 @@ pub(crate) async fn readyz(State(gw): State<Gateway>) -> Response {
             Ok(Ok(()))
         )),
     };
-    let ready = postgres && redis != Some(false);
+    let audit = matches!(
+        tokio::time::timeout(timeout, inner.journal.ping()).await,
+        Ok(Ok(()))
+    );
+    let ready = postgres && redis != Some(false) && audit;
     let body = serde_json::json!({
         "ready": ready,
         "postgres": if postgres { "up" } else { "down" },
+        "audit": if audit { "up" } else { "down" },
         "redis": match redis { None => "not configured", Some(true) => "up", Some(false) => "down" },
         "limiter": inner.limiter.kind(),
     });

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use time::OffsetDateTime;
+
 use axum::body::Body as HttpBody;
 use std::net::SocketAddr;
 
@@ -27,34 +29,22 @@ use mcp::{SseParser, method};
 use policy::{Call, Decision, LimitCheck, Pointer, Proceed, Subject};
 use tracing::Instrument as _;
 
-use crate::audit::AuditEvent;
 use crate::cache::{GrantView, Lookup};
+use crate::event::{Record, Stamp};
 use crate::{Gateway, GatewayError};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What the audit event of this request will say; filled in along the way.
-#[derive(Debug)]
-struct Record {
-    view: Arc<GrantView>,
-    session: Option<String>,
-    method: Option<String>,
-    tool: Option<String>,
-    argument_keys: Vec<String>,
-    arguments: Option<serde_json::Value>,
-    decision: &'static str,
-    rule: Option<String>,
-    message: Option<String>,
-    upstream_status: Option<u16>,
-    is_error: Option<bool>,
-    user_agent: Option<String>,
-}
-
 /// Per-request context.
 #[derive(Debug)]
 struct Ctx {
-    request_id: String,
+    stamp: Stamp,
+    /// Present once the grant is known: every such request gets exactly one audit event.
     record: Option<Record>,
+    /// The write-ahead of a forwarded request, waiting for its outcome.
+    ticket: Option<audit::Ticket>,
+    /// The JSON-RPC id of a request, for an answer the gateway writes in its place.
+    rpc_id: Option<OwnedId>,
 }
 
 impl Ctx {
@@ -82,15 +72,22 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Response {
-    let started = Instant::now();
     let request_id = request_id(&headers);
     let span = tracing::info_span!("mcp", request_id = %request_id, http_method = %method, server = %server_id);
     let mut ctx = Ctx {
-        request_id,
+        stamp: Stamp {
+            request_id,
+            occurred_at: OffsetDateTime::now_utc(),
+            started: Instant::now(),
+            http_method: method.clone(),
+            client_addr: peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
+        },
         record: None,
+        ticket: None,
+        rpc_id: None,
     };
-    let mut response = async {
-        match serve(&gw, &mut ctx, &server_id, &method, &headers, body).await {
+    let response = async {
+        let response = match serve(&gw, &mut ctx, &server_id, &method, &headers, body).await {
             Ok(response) => response,
             Err(e) => {
                 tracing::info!(error = %e, "request refused");
@@ -101,62 +98,50 @@ pub(crate) async fn handle(
                 }
                 e.into_response()
             }
-        }
+        };
+        finish_audit(&gw, &mut ctx, response).await
     }
     .instrument(span)
     .await;
+    let mut response = response;
     gw.inner
         .metrics
         .request(method.as_str(), response.status().as_u16());
-    if let Some(record) = ctx.record.take() {
-        let peer = peer.map(|Extension(ConnectInfo(addr))| addr.to_string());
-        emit(
-            &gw,
-            &ctx.request_id,
-            &method,
-            record,
-            peer,
-            started.elapsed(),
-        );
-    }
-    if let Ok(value) = HeaderValue::from_str(&ctx.request_id) {
+    if let Ok(value) = HeaderValue::from_str(&ctx.stamp.request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
 }
 
-fn emit(
-    gw: &Gateway,
-    request_id: &str,
-    method: &Method,
-    r: Record,
-    client_addr: Option<String>,
-    took: Duration,
-) {
-    let event = AuditEvent {
-        time: time::OffsetDateTime::now_utc(),
-        request_id: request_id.to_owned(),
-        organisation_id: r.view.organisation.clone(),
-        server_id: r.view.server.clone(),
-        grant_id: r.view.grant_id.clone(),
-        identity: r.view.grant.identity.clone(),
-        session: r.session,
-        http_method: method.as_str().to_owned(),
-        method: r.method,
-        tool: r.tool,
-        argument_keys: r.argument_keys,
-        arguments: r.arguments,
-        decision: r.decision,
-        rule: r.rule,
-        message: r.message,
-        policy_version: r.view.policy_version,
-        upstream_status: r.upstream_status,
-        is_error: r.is_error,
-        latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-        client_addr,
-        user_agent: r.user_agent,
+/// Closes the request's audit event: the outcome of a forwarded request is appended (off the
+/// request path), and any other request's event is recorded before its answer leaves; if that
+/// fails, the agent is told the audit log is unavailable instead.
+async fn finish_audit(gw: &Gateway, ctx: &mut Ctx, response: Response) -> Response {
+    let Some(record) = ctx.record.take() else {
+        return response;
     };
-    gw.inner.audit.record(event);
+    let journal = &gw.inner.journal;
+    if let Some(ticket) = ctx.ticket.take() {
+        crate::event::record_outcome(journal, &record, &ctx.stamp, ticket);
+        return response;
+    }
+    match crate::event::record_complete(journal, &record, &ctx.stamp).await {
+        Ok(()) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "audit log unavailable; the answer is replaced by a refusal");
+            gw.inner.metrics.decision("audit_unavailable");
+            audit_unavailable(ctx.rpc_id.as_ref())
+        }
+    }
+}
+
+/// "The audit log is unavailable": a JSON-RPC error for a request, 503 for anything else.
+fn audit_unavailable(id: Option<&OwnedId>) -> Response {
+    let mut response = answer(reply::unavailable(id.map(OwnedId::as_id), "audit log"));
+    if id.is_none() {
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    response
 }
 
 /// The client's `x-request-id` when it is short visible ASCII, else a new UUID.
@@ -207,8 +192,7 @@ async fn serve(
         session: None,
         method: None,
         tool: None,
-        argument_keys: Vec::new(),
-        arguments: None,
+        arguments: serde_json::Value::Array(Vec::new()),
         decision: "pass",
         rule: None,
         message: None,
@@ -435,6 +419,9 @@ async fn post(
     }
     let is_request = matches!(message.kind, Kind::Request(_));
     let id = message.id().map(|i| i.to_owned());
+    if is_request {
+        ctx.rpc_id.clone_from(&id);
+    }
 
     match message.method() {
         Some(method::TOOLS_CALL) if is_request => {
@@ -451,12 +438,10 @@ async fn post(
             };
             if let Some(r) = &mut ctx.record {
                 r.tool = Some(call.name.to_owned());
-                if let Some(serde_json::Value::Object(args)) = call.arguments {
-                    r.argument_keys = args.keys().cloned().collect();
-                    if view.policy.records_arguments(call.name) {
-                        r.arguments = call.arguments.cloned();
-                    }
-                }
+                r.arguments = audit::audited_arguments(
+                    call.arguments,
+                    view.policy.records_arguments(call.name),
+                );
             }
             let subject = Subject {
                 organisation: &view.organisation,
@@ -694,6 +679,7 @@ fn upstream_failure(
     tracing::warn!(?failure, "upstream failed");
     gw.inner.metrics.decision("upstream_failed");
     if let Some(r) = &mut ctx.record {
+        r.decision = "upstream_error";
         r.message = Some(format!("upstream failed: {failure:?}"));
     }
     let reply = reply::upstream_failed(id.map(OwnedId::as_id), failure);
@@ -752,6 +738,24 @@ async fn forward(
         .headers(out);
     if let Some(body) = body {
         request = request.body(body);
+    }
+    // Nothing leaves for the upstream unless its audit event is written ahead.
+    if let Some(record) = &mut ctx.record {
+        match crate::event::write_ahead(&inner.journal, record, &ctx.stamp).await {
+            Ok(ticket) => ctx.ticket = Some(ticket),
+            Err(e) => {
+                if let Expect::Call { reservation, .. } = &mut expect
+                    && let Some(reservation) = reservation.take()
+                {
+                    refund(gw, reservation).await;
+                }
+                tracing::error!(error = %e, "audit log unavailable; the request is refused");
+                inner.metrics.decision("audit_unavailable");
+                record.decision = "audit_unavailable";
+                record.message = Some(e.to_string());
+                return Ok(audit_unavailable(expect.id()));
+            }
+        }
     }
     let started = Instant::now();
     let sent = tokio::time::timeout(settings.response_timeout, request.send()).await;

@@ -12,6 +12,7 @@
 pub mod account;
 pub mod admin;
 pub mod audit;
+pub mod audit_outbox;
 mod error;
 pub mod grant;
 mod ids;

@@ -32,6 +32,12 @@ impl Store {
         &self.pool
     }
 
+    /// Checks that Postgres answers: a connection is taken from the pool, which pings it first.
+    pub async fn ping(&self) -> Result<()> {
+        self.pool.acquire().await?;
+        Ok(())
+    }
+
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
     }

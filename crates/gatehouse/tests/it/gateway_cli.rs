@@ -11,7 +11,15 @@ use crate::store_cli::{FreshDatabase, KEY, gatehouse, ok_json};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
-struct Killed(Child);
+pub(crate) struct Killed(Child);
+
+impl Killed {
+    /// SIGKILL: the process gets no chance to finish anything.
+    pub(crate) fn kill_now(&mut self) {
+        self.0.kill().expect("kill");
+        self.0.wait().expect("wait");
+    }
+}
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -20,7 +28,7 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -28,7 +36,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> Killed {
+pub(crate) fn spawn(args: &[&str], env: &[(&str, &str)]) -> Killed {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
     cmd.args(args)
         .env_clear()
@@ -40,7 +48,7 @@ fn spawn(args: &[&str], env: &[(&str, &str)]) -> Killed {
     Killed(cmd.spawn().expect("gatehouse starts"))
 }
 
-async fn wait_for(url: &str) {
+pub(crate) async fn wait_for(url: &str) {
     let started = Instant::now();
     loop {
         if let Ok(r) = reqwest::get(url).await
@@ -56,7 +64,7 @@ async fn wait_for(url: &str) {
     }
 }
 
-async fn mcp(
+pub(crate) async fn mcp(
     url: &str,
     token: &str,
     session: Option<&str>,
@@ -153,11 +161,14 @@ async fn gateway_serves_proxy_urls_and_sees_cli_changes_within_a_second() {
     let listen_upstream = format!("127.0.0.1:{upstream_port}");
     let _upstream = spawn(&["demo-upstream", "--listen", &listen_upstream], &[]);
     let listen = format!("127.0.0.1:{gateway_port}");
+    // This test's own audit streams: nothing ingests them, and no other test's ingester sees them.
+    let audit_prefix = format!("gh:audit-test:{}", uuid::Uuid::new_v4().simple());
     let _gateway = spawn(
         &["gateway", "--listen", &listen],
         &[
             ("DATABASE_URL", url.as_str()),
             ("REDIS_URL", REDIS_URL),
+            ("GATEHOUSE_AUDIT_STREAM_PREFIX", &audit_prefix),
             ("GATEHOUSE_SECRET_KEY", KEY),
             ("GATEHOUSE_PUBLIC_URL", public.as_str()),
             ("GATEHOUSE_CONFIG_TTL_MS", "600000"),

@@ -1,6 +1,7 @@
 //! Black-box tests of the `gatehouse` binary: run it as a user would and read what it prints.
 
 mod audit_cli;
+mod audit_drill;
 mod gateway_cli;
 mod policy_cli;
 mod store_cli;

@@ -4,6 +4,7 @@ use gateway::Settings;
 use genieacs_sim::SimConfig;
 use serde_json::json;
 use sqlx::PgPool;
+use store::audit::AuditDecision;
 
 use crate::support::*;
 
@@ -87,36 +88,45 @@ async fn seed_scenario_lists_limits_and_hides(pool: PgPool) {
     assert!(calls.iter().all(|c| c.tool == "retry_task"));
 
     // Every request with a valid grant was audited, with the request id and the rule.
-    let events = gw.audit.events();
+    let events = gw.audit_events(seed.org).await;
     let limited: Vec<_> = events
         .iter()
-        .filter(|e| e.decision == "rate_limited")
+        .filter(|e| e.decision == AuditDecision::RateLimited)
         .collect();
     assert_eq!(limited.len(), 2);
     assert_eq!(
         limited[0].rule.as_deref(),
         Some("/tools/retry_task/limits/0")
     );
-    assert_eq!(limited[0].tool.as_deref(), Some("retry_task"));
-    assert_eq!(limited[0].argument_keys, vec!["task_id"]);
-    assert!(
-        limited[0].arguments.is_none(),
-        "values are not recorded by default"
+    assert_eq!(limited[0].tool_name.as_deref(), Some("retry_task"));
+    assert_eq!(
+        limited[0].arguments,
+        json!(["task_id"]),
+        "values are not recorded by default, only keys"
     );
     assert_eq!(
         events
             .iter()
-            .filter(|e| e.decision == "unknown_tool")
+            .filter(|e| e.decision == AuditDecision::Hidden)
             .count(),
         1
     );
-    assert_eq!(events.iter().filter(|e| e.decision == "allow").count(), 60);
-    assert!(events.iter().all(|e| !e.request_id.is_empty()));
-    assert!(events.iter().all(|e| {
-        e.client_addr
-            .as_deref()
-            .is_some_and(|a| a.starts_with("127.0.0.1:"))
-    }));
+    let allowed: Vec<_> = events
+        .iter()
+        .filter(|e| e.decision == AuditDecision::Allow)
+        .collect();
+    assert_eq!(allowed.len(), 60);
+    assert!(
+        allowed
+            .iter()
+            .all(|e| e.upstream_status == Some(200) && e.is_error.is_some()),
+        "{allowed:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.client_addr == Some([127, 0, 0, 1].into()))
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]

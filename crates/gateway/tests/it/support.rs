@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gateway::{Gateway, InMemoryAuditSinkForTests, Settings};
+use gateway::{Gateway, Settings};
 use genieacs_sim::{SimConfig, SimState};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use store::audit::NewAuditEvent;
 use store::secret::{Keyring, Redacted, SealingKey};
 use store::{Actor, GrantId, OrgId, ServerId, Store};
 
@@ -151,10 +152,12 @@ pub(crate) async fn publish(store: &Store, seed: &Seed, policy: &str) {
     tx.commit().await.expect("commit");
 }
 
-/// A running gateway.
+/// A running gateway. Its audit journal is Redis (streams of its own) when its limits are, else
+/// Postgres's `audit_outbox` in the test's database.
 pub(crate) struct Gw {
     pub(crate) base: String,
-    pub(crate) audit: Arc<InMemoryAuditSinkForTests>,
+    store: Store,
+    streams: Option<audit::StreamConfig>,
     task: tokio::task::JoinHandle<()>,
     listener_task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -172,6 +175,81 @@ impl Gw {
     pub(crate) fn url(&self, seed: &Seed) -> String {
         format!("{}/mcp/{}", self.base, seed.server)
     }
+
+    /// The audit events of `org`, as stored in the audit log once the journal was ingested
+    /// (outcomes are appended off the request path, so this waits for them), oldest first.
+    pub(crate) async fn audit_events(&self, org: OrgId) -> Vec<NewAuditEvent> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let config = audit::IngestConfig {
+            stream: self.streams.clone().unwrap_or_default(),
+            ..audit::IngestConfig::default()
+        };
+        match &self.streams {
+            Some(streams) => {
+                let mut ingester = audit::Ingester::connect(REDIS_URL, self.store.clone(), config)
+                    .await
+                    .expect("ingester");
+                loop {
+                    let step = ingester.step().await.expect("ingest");
+                    if step.read == 0 && pending_entries(streams).await == 0 {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "audit outcomes never arrived");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            None => {
+                let mut ingester = audit::OutboxIngester::new(self.store.clone(), &config);
+                loop {
+                    ingester.step().await.expect("ingest");
+                    if self
+                        .store
+                        .audit_outbox_of(org)
+                        .await
+                        .expect("outbox")
+                        .is_empty()
+                    {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "audit outcomes never arrived");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        let mut tx = self.store.begin(org).await.expect("begin");
+        let page = store::audit::audit_page(&mut tx, &Default::default(), None, 1000)
+            .await
+            .expect("audit page");
+        page.events.into_iter().rev().map(|e| e.event).collect()
+    }
+}
+
+/// `XPENDING key group`: count, smallest and greatest id, and the count per consumer.
+type XPendingSummary = (
+    u64,
+    Option<String>,
+    Option<String>,
+    Option<Vec<(String, String)>>,
+);
+
+/// Stream entries read but not acknowledged (write-aheads waiting for their outcome).
+async fn pending_entries(streams: &audit::StreamConfig) -> u64 {
+    let client = redis::Client::open(REDIS_URL).expect("redis");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let mut total = 0;
+    for shard in 0..streams.shards {
+        let (count, ..): XPendingSummary = redis::cmd("XPENDING")
+            .arg(streams.stream_key(shard))
+            .arg(audit::GROUP)
+            .query_async(&mut con)
+            .await
+            .expect("XPENDING");
+        total += count;
+    }
+    total
 }
 
 /// How a test gateway counts limits.
@@ -189,9 +267,20 @@ pub(crate) async fn gateway(store: &Store, settings: Settings, limits: Limits) -
 
 pub(crate) async fn gateway_with_limiter(
     store: &Store,
+    settings: Settings,
+    limits: Limits,
+    limiter: Option<limits::Limiter>,
+) -> Gw {
+    gateway_with(store, settings, limits, limiter, None).await
+}
+
+/// A gateway with the given limiter and audit journal (or the defaults of `limits`).
+pub(crate) async fn gateway_with(
+    store: &Store,
     mut settings: Settings,
     limits: Limits,
     limiter: Option<limits::Limiter>,
+    journal: Option<audit::Journal>,
 ) -> Gw {
     let (limiter, redis) = match limits {
         Limits::InProcess => (
@@ -213,13 +302,29 @@ pub(crate) async fn gateway_with_limiter(
             )
         }
     };
-    let audit = Arc::new(InMemoryAuditSinkForTests::default());
+    let (journal, streams) = match (journal, &redis) {
+        (Some(journal), _) => (journal, None),
+        (None, Some(_)) => {
+            let streams = audit::StreamConfig {
+                prefix: format!("gh:audit-test:{}", uuid::Uuid::new_v4().simple()),
+                ..audit::StreamConfig::default()
+            };
+            let journal = audit::Journal::connect(REDIS_URL, streams.clone())
+                .await
+                .expect("audit journal");
+            (journal, Some(streams))
+        }
+        (None, None) => (
+            audit::Journal::outbox(store.clone(), Duration::from_secs(10)),
+            None,
+        ),
+    };
     let gateway = Gateway::new(
         settings,
         store.clone(),
         limiter,
         session_key(),
-        audit.clone(),
+        journal,
         redis,
     )
     .expect("gateway");
@@ -234,7 +339,8 @@ pub(crate) async fn gateway_with_limiter(
     });
     Gw {
         base: format!("http://{addr}"),
-        audit,
+        store: store.clone(),
+        streams,
         task,
         listener_task,
     }
