@@ -11,10 +11,12 @@
 
 pub mod account;
 pub mod admin;
+pub mod api_key;
 pub mod audit;
 mod error;
 pub mod grant;
 mod ids;
+pub mod invitation;
 pub mod org;
 pub mod policy;
 pub mod secret;
