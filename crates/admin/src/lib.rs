@@ -104,7 +104,10 @@ pub fn router(state: AppState) -> Router {
             "/invitations/{invitation}/revoke",
             post(pages::invitations::revoke),
         )
-        .route("/join/{token}", get(pages::invitations::show).post(pages::invitations::accept))
+        .route(
+            "/join/{token}",
+            get(pages::invitations::show).post(pages::invitations::accept),
+        )
         .route("/join/{token}/signup", post(pages::invitations::sign_up))
         .route(
             "/api-keys",

@@ -89,7 +89,11 @@ pub fn write_header(out: &mut impl Write, format: Format) -> std::io::Result<()>
 
 /// One event as a CSV row or a JSON line, as [`export`] writes it (for callers that stream an
 /// export page by page themselves, like the admin API).
-pub fn write_event(out: &mut impl Write, event: &AuditEvent, format: Format) -> std::io::Result<()> {
+pub fn write_event(
+    out: &mut impl Write,
+    event: &AuditEvent,
+    format: Format,
+) -> std::io::Result<()> {
     match format {
         Format::Csv => write_csv_row(out, event),
         Format::JsonLines => serde_json::to_writer(&mut *out, event)

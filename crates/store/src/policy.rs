@@ -197,7 +197,11 @@ pub async fn current_policy_version(tx: &mut OrgTx, policy: PolicyId) -> Result<
 
 /// One published version of a policy; `NotFound` for a version that was never published.
 #[tracing::instrument(skip(tx))]
-pub async fn policy_version(tx: &mut OrgTx, policy: PolicyId, version: i32) -> Result<PolicyVersion> {
+pub async fn policy_version(
+    tx: &mut OrgTx,
+    policy: PolicyId,
+    version: i32,
+) -> Result<PolicyVersion> {
     let row = sqlx::query!(
         r#"
         select p.policy_id, p.name, v.version, v.source, v.created_at

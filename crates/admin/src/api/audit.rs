@@ -8,16 +8,16 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use store::audit::{AuditCursor, AuditDecision, AuditEvent, AuditFilter};
 use store::OrgTx;
+use store::audit::{AuditCursor, AuditDecision, AuditEvent, AuditFilter};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::api::ApiQuery;
 use crate::api::auth::ApiKey;
 use crate::api::problem::{ApiResult, Problem};
-use crate::api::ApiQuery;
 use crate::auth::{Admin, Viewer};
 
 /// The longest free-text filter accepted (as on the audit page).
@@ -52,7 +52,9 @@ impl FilterParams {
     fn filter(self) -> ApiResult<AuditFilter> {
         let text = |name: &str, v: Option<String>| -> ApiResult<Option<String>> {
             let v = v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-            if v.as_ref().is_some_and(|v| v.chars().count() > MAX_FILTER_CHARS) {
+            if v.as_ref()
+                .is_some_and(|v| v.chars().count() > MAX_FILTER_CHARS)
+            {
                 return Err(Problem::invalid(format!(
                     "{name} can have at most {MAX_FILTER_CHARS} characters"
                 )));
@@ -85,9 +87,11 @@ pub(crate) struct PageParams {
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Events per page, 1 to 500 (default 50).
-    limit: Option<i64>,
+    #[param(value_type = Option<i64>)]
+    limit: Option<String>,
 }
 
+/// The query of [`events`]: filters and page.
 #[derive(Debug, Deserialize)]
 pub(crate) struct EventsQuery {
     #[serde(flatten)]
@@ -184,7 +188,11 @@ pub(crate) async fn events(
         .map(AuditCursor::decode)
         .transpose()
         .map_err(|_| Problem::invalid("cursor is not the next_cursor of a previous page"))?;
-    let limit = q.page.limit.unwrap_or(DEFAULT_LIMIT);
+    // Read by hand: a flattened query struct sees every value as text.
+    let limit = match q.page.limit.as_deref() {
+        None | Some("") => DEFAULT_LIMIT,
+        Some(l) => l.parse().unwrap_or(0),
+    };
     if !(1..=store::audit::MAX_PAGE_SIZE).contains(&limit) {
         return Err(Problem::invalid(format!(
             "limit must be 1 to {}",
@@ -248,7 +256,11 @@ pub(crate) async fn export(
     let filter = q.filter.filter()?;
     let (format, content_type, extension) = match q.format.format {
         ExportFormat::Csv => (audit::export::Format::Csv, "text/csv; charset=utf-8", "csv"),
-        ExportFormat::Jsonl => (audit::export::Format::JsonLines, "application/jsonl", "jsonl"),
+        ExportFormat::Jsonl => (
+            audit::export::Format::JsonLines,
+            "application/jsonl",
+            "jsonl",
+        ),
     };
     let tx = state.store.begin(key.org).await?;
     let start = ExportCursor {

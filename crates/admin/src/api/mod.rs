@@ -27,9 +27,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::de::DeserializeOwned;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{
-    Content, ContentBuilder, InfoBuilder, OpenApi, Ref, RefOr, ResponseBuilder,
-};
+use utoipa::openapi::{Content, ContentBuilder, InfoBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -138,9 +136,15 @@ fn finish_document(mut doc: OpenApi) -> OpenApi {
                     .entry(code.to_owned())
                     .or_insert_with(|| problem(description).into());
             };
-            add("401", "No API key, or one that is unknown, revoked or expired.");
+            add(
+                "401",
+                "No API key, or one that is unknown, revoked or expired.",
+            );
             if !least_viewer {
-                add("403", "The API key's role is below what this operation needs.");
+                add(
+                    "403",
+                    "The API key's role is below what this operation needs.",
+                );
             }
             if path.contains('{') {
                 add(
@@ -178,9 +182,10 @@ fn json_problem(rejection: &JsonRejection) -> Problem {
             Kind::UnsupportedMediaType,
             "Send the body as `Content-Type: application/json`.",
         ),
-        JsonRejection::JsonSyntaxError(e) => {
-            Problem::new(Kind::BadRequest, format!("The body is not JSON: {}", e.body_text()))
-        }
+        JsonRejection::JsonSyntaxError(e) => Problem::new(
+            Kind::BadRequest,
+            format!("The body is not JSON: {}", e.body_text()),
+        ),
         JsonRejection::JsonDataError(e) => Problem::invalid(e.body_text()),
         JsonRejection::BytesRejection(_) => Problem::new(
             Kind::TooLarge,

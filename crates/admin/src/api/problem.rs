@@ -90,13 +90,13 @@ impl Kind {
                 "The API key's role does not allow this",
             ),
             Kind::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            Kind::Conflict => (StatusCode::CONFLICT, "conflict", "Conflicts with what exists"),
-            Kind::BadRequest => (StatusCode::BAD_REQUEST, "bad-request", "Malformed request"),
-            Kind::Invalid => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                "Invalid input",
+            Kind::Conflict => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflicts with what exists",
             ),
+            Kind::BadRequest => (StatusCode::BAD_REQUEST, "bad-request", "Malformed request"),
+            Kind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", "Invalid input"),
             Kind::PolicyInvalid => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "policy-invalid",
@@ -173,8 +173,7 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let unauthorized = status == StatusCode::UNAUTHORIZED;
         let body = serde_json::to_vec(&self).expect("a problem serialises");
         let mut response = (
@@ -209,9 +208,10 @@ impl From<Error> for Problem {
             ),
             Error::Upstream(m) => Problem::new(Kind::Upstream, m),
             // Web-only outcomes; the API authenticates by key and has no forms.
-            Error::SignInRequired | Error::NoOrganisation | Error::Csrf => {
-                Problem::new(Kind::Unauthorized, "Send an API key as `Authorization: Bearer gha_…`.")
-            }
+            Error::SignInRequired | Error::NoOrganisation | Error::Csrf => Problem::new(
+                Kind::Unauthorized,
+                "Send an API key as `Authorization: Bearer gha_…`.",
+            ),
             Error::Throttled { .. } => Problem::new(Kind::Internal, "Throttled."),
             Error::Internal(e) => {
                 tracing::error!(error = ?e, "API request failed");
@@ -227,7 +227,9 @@ impl From<Error> for Problem {
 impl From<store::Error> for Problem {
     fn from(e: store::Error) -> Problem {
         match e {
-            store::Error::Invalid { field, reason } => Problem::invalid(format!("{field} {reason}")),
+            store::Error::Invalid { field, reason } => {
+                Problem::invalid(format!("{field} {reason}"))
+            }
             e => Error::from(e).into(),
         }
     }

@@ -114,7 +114,11 @@ pub(crate) fn server_id(text: &str) -> ApiResult<ServerId> {
     text.parse().map_err(|_| Problem::not_found())
 }
 
-async fn detail(state: &AppState, key: &ApiKey<impl Sized>, id: ServerId) -> ApiResult<ServerDetail> {
+async fn detail(
+    state: &AppState,
+    key: &ApiKey<impl Sized>,
+    id: ServerId,
+) -> ApiResult<ServerDetail> {
     let mut tx = state.store.begin(key.org).await?;
     let server = store::server::server_by_id(&mut tx, id).await?;
     let tools = store::server::latest_pinned_tools(&mut tx, id).await?;
@@ -470,7 +474,10 @@ pub(crate) async fn rotate_grant(
     let mut tx = state.store.begin(key.org).await?;
     let minted = store::grant::rotate_grant(&mut tx, key.actor(), grant).await?;
     tx.commit().await?;
-    Ok(secret(StatusCode::OK, minted_out(&state, key.org, minted).await?))
+    Ok(secret(
+        StatusCode::OK,
+        minted_out(&state, key.org, minted).await?,
+    ))
 }
 
 /// Revokes a grant: its token stops working at once. Revoking twice changes nothing.

@@ -126,9 +126,7 @@ fn local_path(next: &str) -> Option<&str> {
     let ok = next.starts_with('/')
         && !next.starts_with("//")
         && next.len() <= 300
-        && next
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'\\');
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
     ok.then_some(next)
 }
 

@@ -155,7 +155,10 @@ pub(crate) async fn mint(
                     name: minted.api_key.name,
                     role: minted.api_key.role,
                     token: minted.token.expose().clone(),
-                    expires: minted.api_key.expires_at.map_or_else(|| "never".into(), when),
+                    expires: minted
+                        .api_key
+                        .expires_at
+                        .map_or_else(|| "never".into(), when),
                 }));
             }
             Err(store::Error::Conflict { message, .. }) => {

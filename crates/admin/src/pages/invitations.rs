@@ -8,8 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use store::invitation::OpenInvitation;
 use store::Role;
+use store::invitation::OpenInvitation;
 use time::Duration;
 use uuid::Uuid;
 
@@ -274,7 +274,11 @@ pub(crate) async fn accept(
     Path(token): Path<String>,
 ) -> Result<Response> {
     let open = open_invitation(&state, &token).await?;
-    match state.store.accept_invitation(&token, me.session.user_id).await {
+    match state
+        .store
+        .accept_invitation(&token, me.session.user_id)
+        .await
+    {
         Ok(accepted) => {
             state
                 .store

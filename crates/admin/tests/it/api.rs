@@ -36,7 +36,10 @@ async fn servers_policies_and_grants_through_the_api(pool: PgPool) {
 
     // Register: tools discovered, pinned with risk, the recommended policy published.
     let created = api
-        .post("/servers", json!({"name": "genieacs", "upstream_url": sim.url}))
+        .post(
+            "/servers",
+            json!({"name": "genieacs", "upstream_url": sim.url}),
+        )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
     let id = created.body["server"]["id"].as_str().unwrap().to_owned();
@@ -46,9 +49,21 @@ async fn servers_policies_and_grants_through_the_api(pool: PgPool) {
     );
     let tools = created.body["tools"].as_array().unwrap();
     assert!(tools.len() > 5);
-    let reboot = tools.iter().find(|t| t["name"] == "reboot_device").unwrap();
-    assert_eq!(reboot["risk"], "destructive");
-    assert_eq!(reboot["definition_hash"].as_str().unwrap().len(), 64);
+    let risks: Vec<&str> = tools.iter().map(|t| t["risk"].as_str().unwrap()).collect();
+    assert!(
+        risks.contains(&"read") && risks.contains(&"write"),
+        "{risks:?}"
+    );
+    assert!(
+        tools
+            .iter()
+            .all(|t| t["definition_hash"].as_str().unwrap().len() == 64)
+    );
+    assert!(
+        tools
+            .iter()
+            .all(|t| t["signals"].is_array() && t["definition"]["name"] == t["name"])
+    );
     assert_eq!(
         created.body["policies"],
         json!([{"name": "default", "current_version": 1}])
@@ -58,19 +73,30 @@ async fn servers_policies_and_grants_through_the_api(pool: PgPool) {
     assert_eq!(listed.body[0]["id"], id.as_str());
     assert_eq!(listed.body[0]["has_credentials"], false);
     let conflict = api
-        .post("/servers", json!({"name": "genieacs", "upstream_url": sim.url}))
+        .post(
+            "/servers",
+            json!({"name": "genieacs", "upstream_url": sim.url}),
+        )
         .await;
     assert_problem(&conflict, 409, "conflict");
 
     let tested = api
-        .post("/servers/test", json!({"upstream_url": sim.url, "headers": {}}))
+        .post(
+            "/servers/test",
+            json!({"upstream_url": sim.url, "headers": {}}),
+        )
         .await;
     assert_eq!(tested.status, 200, "{}", tested.text);
     assert_eq!(tested.body["tools"].as_array().unwrap().len(), tools.len());
-    let refreshed = api.post(&format!("/servers/{id}/refresh"), json!(null)).await;
+    let refreshed = api
+        .post(&format!("/servers/{id}/refresh"), json!(null))
+        .await;
     assert_eq!(refreshed.status, 200, "{}", refreshed.text);
     let unreachable = api
-        .post("/servers/test", json!({"upstream_url": "http://127.0.0.1:9/mcp"}))
+        .post(
+            "/servers/test",
+            json!({"upstream_url": "http://127.0.0.1:9/mcp"}),
+        )
         .await;
     assert_problem(&unreachable, 502, "upstream");
 
@@ -94,7 +120,12 @@ async fn servers_policies_and_grants_through_the_api(pool: PgPool) {
     assert_eq!(finding["line"], 4);
     assert!(finding["column"].as_u64().unwrap() > 1);
     assert_eq!(finding["severity"], "error");
-    assert!(finding["detail"].as_str().unwrap().contains("reboot_device"));
+    assert!(
+        finding["detail"]
+            .as_str()
+            .unwrap()
+            .contains("reboot_device")
+    );
     let good = "{\"version\": \"1\", \"default\": \"deny\", \"tools\": {\"get_parameter\": {}}}";
     let valid = api
         .send(
@@ -202,7 +233,10 @@ async fn servers_policies_and_grants_through_the_api(pool: PgPool) {
         "grant.rotate",
         "grant.revoke",
     ] {
-        assert!(actions.contains(&("api_key", action)), "{action}: {actions:?}");
+        assert!(
+            actions.contains(&("api_key", action)),
+            "{action}: {actions:?}"
+        );
     }
 
     // Deleting the server ends it and its grants.
@@ -211,13 +245,7 @@ async fn servers_policies_and_grants_through_the_api(pool: PgPool) {
         .await;
     assert_eq!(deleted.status, 204, "{}", deleted.text);
     assert_problem(&api.get(&format!("/servers/{id}")).await, 404, "not-found");
-    assert!(
-        app.store
-            .grant_by_token(new_token)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(app.store.grant_by_token(new_token).await.unwrap().is_none());
     let events = api.get("/admin-events").await;
     assert_eq!(events.body["events"][0]["action"], "server.delete");
 }
@@ -256,7 +284,11 @@ async fn malformed_requests_are_problems(pool: PgPool) {
     );
     assert_problem(&api.get("/servers/not-a-uuid").await, 404, "not-found");
     assert_problem(&api.get("/audit/events?limit=0").await, 422, "invalid");
-    assert_problem(&api.get("/audit/events?from=yesterday").await, 422, "invalid");
+    assert_problem(
+        &api.get("/audit/events?from=yesterday").await,
+        422,
+        "invalid",
+    );
     assert_problem(&api.get("/audit/export").await, 422, "invalid");
     let unauthorised = Api::new(&app, None).get("/servers").await;
     assert_problem(&unauthorised, 401, "unauthorized");
@@ -284,7 +316,10 @@ async fn the_audit_log_pages_by_keyset_and_exports_streamed(pool: PgPool) {
         })
         .collect();
     app.store.insert_audit_batch(&events).await.unwrap();
-    let api = Api::new(&app, Some(&api_key(&app, org, "reader", Role::Viewer).await));
+    let api = Api::new(
+        &app,
+        Some(&api_key(&app, org, "reader", Role::Viewer).await),
+    );
 
     let mut seen = Vec::new();
     let mut cursor = String::new();
@@ -308,11 +343,20 @@ async fn the_audit_log_pages_by_keyset_and_exports_streamed(pool: PgPool) {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 120, "no event twice across pages");
-    let denied = api.get("/audit/events?decision=deny&tool=set_parameter").await;
+    let denied = api
+        .get("/audit/events?decision=deny&tool=set_parameter")
+        .await;
     assert_eq!(denied.body["events"].as_array().unwrap().len(), 12);
-    assert_eq!(denied.body["events"][0]["rule"], "/tools/set_parameter/deny_if/0");
+    assert_eq!(
+        denied.body["events"][0]["rule"],
+        "/tools/set_parameter/deny_if/0"
+    );
     assert_eq!(denied.body["events"][0]["hash"].as_str().unwrap().len(), 64);
-    assert_problem(&api.get("/audit/events?decision=maybe").await, 422, "invalid");
+    assert_problem(
+        &api.get("/audit/events?decision=maybe").await,
+        422,
+        "invalid",
+    );
     assert_problem(&api.get("/audit/events?cursor=zzz").await, 422, "invalid");
 
     let csv = api.get("/audit/export?format=csv").await;
@@ -327,9 +371,7 @@ async fn the_audit_log_pages_by_keyset_and_exports_streamed(pool: PgPool) {
     let lines: Vec<&str> = csv.text.lines().collect();
     assert_eq!(lines.len(), 121);
     assert!(lines[0].starts_with("occurred_at,audit_event_id,sequence"));
-    let jsonl = api
-        .get("/audit/export?format=jsonl&decision=deny")
-        .await;
+    let jsonl = api.get("/audit/export?format=jsonl&decision=deny").await;
     assert_eq!(jsonl.content_type(), "application/jsonl");
     let rows: Vec<Value> = jsonl
         .text
@@ -337,12 +379,19 @@ async fn the_audit_log_pages_by_keyset_and_exports_streamed(pool: PgPool) {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(rows.len(), 12);
-    assert!(rows.windows(2).all(|w| w[0]["sequence"].as_i64() < w[1]["sequence"].as_i64()));
+    assert!(
+        rows.windows(2)
+            .all(|w| w[0]["occurred_at"].as_str() <= w[1]["occurred_at"].as_str()),
+        "oldest first"
+    );
 
     // Another organisation's key sees none of it.
     sign_up(&app, "admin@other.test", "Other").await;
     let other = org_of(&app, "admin@other.test").await;
-    let theirs = Api::new(&app, Some(&api_key(&app, other, "reader", Role::Viewer).await));
+    let theirs = Api::new(
+        &app,
+        Some(&api_key(&app, other, "reader", Role::Viewer).await),
+    );
     let page = theirs.get("/audit/events").await;
     assert_eq!(page.body["events"], json!([]));
     let export = theirs.get("/audit/export?format=csv").await;
@@ -357,7 +406,10 @@ async fn members_and_invitations_through_the_api(pool: PgPool) {
     let api = Api::new(&app, Some(&api_key(&app, org, "ci", Role::Admin).await));
 
     let invited = api
-        .post("/invitations", json!({"email": "new@acme.test", "role": "policy_manager"}))
+        .post(
+            "/invitations",
+            json!({"email": "new@acme.test", "role": "policy_manager"}),
+        )
         .await;
     assert_eq!(invited.status, 201, "{}", invited.text);
     assert_eq!(invited.headers["cache-control"], "no-store");
@@ -372,7 +424,10 @@ async fn members_and_invitations_through_the_api(pool: PgPool) {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Join Acme"));
     let joined = b
-        .post(&format!("{path}/signup"), &[("password", crate::support::PASSWORD)])
+        .post(
+            &format!("{path}/signup"),
+            &[("password", crate::support::PASSWORD)],
+        )
         .await;
     assert_eq!(joined.status, 303, "{}", joined.body);
     assert_eq!(b.get("/members").await.status, 200);
@@ -412,7 +467,10 @@ async fn members_and_invitations_through_the_api(pool: PgPool) {
 
     // A revoked invitation's link stops working; the list shows each status.
     let second = api
-        .post("/invitations", json!({"email": "x@acme.test", "role": "viewer", "expires_in_days": 1}))
+        .post(
+            "/invitations",
+            json!({"email": "x@acme.test", "role": "viewer", "expires_in_days": 1}),
+        )
         .await;
     let id = second.body["invitation"]["id"].as_str().unwrap();
     let revoked = api
@@ -444,8 +502,11 @@ async fn members_and_invitations_through_the_api(pool: PgPool) {
         "invalid",
     );
     assert_problem(
-        &api.post("/invitations", json!({"email": "a@b.c", "role": "viewer", "expires_in_days": 90}))
-            .await,
+        &api.post(
+            "/invitations",
+            json!({"email": "a@b.c", "role": "viewer", "expires_in_days": 90}),
+        )
+        .await,
         422,
         "invalid",
     );

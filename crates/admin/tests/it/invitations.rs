@@ -22,7 +22,11 @@ async fn an_invitation_link_lets_an_existing_person_join_once(pool: PgPool) {
     let page = admin
         .post(
             "/invitations",
-            &[("email", "Bob@example.net"), ("role", "policy_manager"), ("days", "7")],
+            &[
+                ("email", "Bob@example.net"),
+                ("role", "policy_manager"),
+                ("days", "7"),
+            ],
         )
         .await;
     assert_eq!(page.status, 200, "{}", page.body);
@@ -52,10 +56,20 @@ async fn an_invitation_link_lets_an_existing_person_join_once(pool: PgPool) {
         .await;
     assert_eq!(signed_in.location.as_deref(), Some(path.as_str()));
     // Someone else signed in cannot use Bob's link.
-    let mut carol = member(&app, org_of(&app, "admin@acme.test").await, "carol@acme.test", Role::Viewer).await;
+    let mut carol = member(
+        &app,
+        org_of(&app, "admin@acme.test").await,
+        "carol@acme.test",
+        Role::Viewer,
+    )
+    .await;
     let refused = carol.post(&path, &[]).await;
     assert_eq!(refused.status, 422);
-    assert!(refused.body.contains("This invitation is for Bob@example.net"));
+    assert!(
+        refused
+            .body
+            .contains("This invitation is for Bob@example.net")
+    );
     // Bob joins and now looks at Acme as a policy manager.
     let joined = bob.post(&path, &[]).await;
     assert_eq!(joined.status, 303, "{}", joined.body);
@@ -79,7 +93,14 @@ async fn a_revoked_or_new_account_invitation(pool: PgPool) {
     let app = spawn_app(pool).await;
     let mut admin = sign_up(&app, "admin@acme.test", "Acme").await;
     let page = admin
-        .post("/invitations", &[("email", "new@acme.test"), ("role", "viewer"), ("days", "1")])
+        .post(
+            "/invitations",
+            &[
+                ("email", "new@acme.test"),
+                ("role", "viewer"),
+                ("days", "1"),
+            ],
+        )
         .await;
     let path = link_path(&page.body);
     let id: String = sqlx::query_scalar("select invitation_id::text from invitation")
@@ -91,17 +112,28 @@ async fn a_revoked_or_new_account_invitation(pool: PgPool) {
     let mut visitor = Browser::new(&app);
     assert_eq!(visitor.get(&path).await.status, 404);
     assert_eq!(
-        visitor.post(&format!("{path}/signup"), &[("password", PASSWORD)]).await.status,
+        visitor
+            .post(&format!("{path}/signup"), &[("password", PASSWORD)])
+            .await
+            .status,
         404
     );
-    let users: i64 = sqlx::query_scalar("select count(*) from app_user where email = 'new@acme.test'")
-        .fetch_one(app.store.pool())
-        .await
-        .unwrap();
+    let users: i64 =
+        sqlx::query_scalar("select count(*) from app_user where email = 'new@acme.test'")
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
     assert_eq!(users, 0, "a refused invitation creates no account");
 
     let page = admin
-        .post("/invitations", &[("email", "new@acme.test"), ("role", "viewer"), ("days", "1")])
+        .post(
+            "/invitations",
+            &[
+                ("email", "new@acme.test"),
+                ("role", "viewer"),
+                ("days", "1"),
+            ],
+        )
         .await;
     let path = link_path(&page.body);
     let short = visitor
@@ -116,7 +148,10 @@ async fn a_revoked_or_new_account_invitation(pool: PgPool) {
     assert_eq!(servers.status, 200);
     assert!(servers.body.contains("Acme"));
     let bad = admin
-        .post("/invitations", &[("email", "x@y.z"), ("role", "owner"), ("days", "99")])
+        .post(
+            "/invitations",
+            &[("email", "x@y.z"), ("role", "owner"), ("days", "99")],
+        )
         .await;
     assert_eq!(bad.status, 422);
     assert!(bad.body.contains("Choose a role"));
@@ -127,7 +162,14 @@ async fn api_keys_are_minted_shown_once_listed_and_revoked(pool: PgPool) {
     let app = spawn_app(pool).await;
     let mut admin = sign_up(&app, "admin@acme.test", "Acme").await;
     let page = admin
-        .post("/api-keys", &[("name", "ci-deploy"), ("role", "policy_manager"), ("expires", "30d")])
+        .post(
+            "/api-keys",
+            &[
+                ("name", "ci-deploy"),
+                ("role", "policy_manager"),
+                ("expires", "30d"),
+            ],
+        )
         .await;
     assert_eq!(page.status, 200, "{}", page.body);
     let start = page.body.find("gha_").unwrap();
@@ -147,7 +189,14 @@ async fn api_keys_are_minted_shown_once_listed_and_revoked(pool: PgPool) {
             .unwrap();
     assert!(last_used.is_some());
     let again = admin
-        .post("/api-keys", &[("name", "ci-deploy"), ("role", "viewer"), ("expires", "never")])
+        .post(
+            "/api-keys",
+            &[
+                ("name", "ci-deploy"),
+                ("role", "viewer"),
+                ("expires", "never"),
+            ],
+        )
         .await;
     assert_eq!(again.status, 422);
     assert!(again.body.contains("already exists"));

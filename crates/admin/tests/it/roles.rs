@@ -83,7 +83,10 @@ fn table(fx: &Fixture) -> Vec<Row> {
             "POST",
             "/login",
             Access::Public,
-            form(&[("email", "admin@acme.test"), ("password", crate::support::PASSWORD)]),
+            form(&[
+                ("email", "admin@acme.test"),
+                ("password", crate::support::PASSWORD),
+            ]),
         ),
         r("POST", "/logout", Access::Public, Body::Empty),
         r("GET", "/static/app.css", Access::Public, Body::Empty),
@@ -108,7 +111,12 @@ fn table(fx: &Fixture) -> Vec<Row> {
         r("GET", "/servers/{server}", VIEWER, Body::Empty),
         r("GET", "/audit", VIEWER, Body::Empty),
         r("GET", "/members", VIEWER, Body::Empty),
-        r("GET", "/servers/{server}/policies/{name}", VIEWER, Body::Empty),
+        r(
+            "GET",
+            "/servers/{server}/policies/{name}",
+            VIEWER,
+            Body::Empty,
+        ),
         r(
             "POST",
             "/servers/{server}/policies/{name}",
@@ -134,10 +142,24 @@ fn table(fx: &Fixture) -> Vec<Row> {
             "POST",
             "/servers/{server}/grants",
             ADMIN,
-            form(&[("label", "crafted"), ("policy", "default"), ("expires", "never")]),
+            form(&[
+                ("label", "crafted"),
+                ("policy", "default"),
+                ("expires", "never"),
+            ]),
         ),
-        r("POST", "/servers/{server}/grants/{grant}/rotate", ADMIN, Body::Empty),
-        r("POST", "/servers/{server}/grants/{grant}/revoke", ADMIN, Body::Empty),
+        r(
+            "POST",
+            "/servers/{server}/grants/{grant}/rotate",
+            ADMIN,
+            Body::Empty,
+        ),
+        r(
+            "POST",
+            "/servers/{server}/grants/{grant}/revoke",
+            ADMIN,
+            Body::Empty,
+        ),
         r(
             "POST",
             "/members/{user}/role",
@@ -149,9 +171,18 @@ fn table(fx: &Fixture) -> Vec<Row> {
             "POST",
             "/invitations",
             ADMIN,
-            form(&[("email", "invited@acme.test"), ("role", "viewer"), ("days", "7")]),
+            form(&[
+                ("email", "invited@acme.test"),
+                ("role", "viewer"),
+                ("days", "7"),
+            ]),
         ),
-        r("POST", "/invitations/{invitation}/revoke", ADMIN, Body::Empty),
+        r(
+            "POST",
+            "/invitations/{invitation}/revoke",
+            ADMIN,
+            Body::Empty,
+        ),
         r("GET", "/api-keys", ADMIN, Body::Empty),
         r(
             "POST",
@@ -163,8 +194,18 @@ fn table(fx: &Fixture) -> Vec<Row> {
         // API.
         r("GET", "/api/v1/servers", VIEWER, Body::Empty),
         r("GET", "/api/v1/servers/{server}", VIEWER, Body::Empty),
-        r("GET", "/api/v1/servers/{server}/policies", VIEWER, Body::Empty),
-        r("GET", "/api/v1/servers/{server}/policies/{name}", VIEWER, Body::Empty),
+        r(
+            "GET",
+            "/api/v1/servers/{server}/policies",
+            VIEWER,
+            Body::Empty,
+        ),
+        r(
+            "GET",
+            "/api/v1/servers/{server}/policies/{name}",
+            VIEWER,
+            Body::Empty,
+        ),
         r(
             "GET",
             "/api/v1/servers/{server}/policies/{name}/versions/{version}",
@@ -183,7 +224,12 @@ fn table(fx: &Fixture) -> Vec<Row> {
             MANAGER,
             Body::Json(policy.into()),
         ),
-        r("GET", "/api/v1/servers/{server}/grants", VIEWER, Body::Empty),
+        r(
+            "GET",
+            "/api/v1/servers/{server}/grants",
+            VIEWER,
+            Body::Empty,
+        ),
         r("GET", "/api/v1/audit/events", VIEWER, Body::Empty),
         r("GET", "/api/v1/audit/export", VIEWER, Body::Empty),
         r("GET", "/api/v1/members", VIEWER, Body::Empty),
@@ -200,7 +246,12 @@ fn table(fx: &Fixture) -> Vec<Row> {
             ADMIN,
             Body::Json(json!({"upstream_url": sim}).to_string()),
         ),
-        r("POST", "/api/v1/servers/{server}/refresh", ADMIN, Body::Empty),
+        r(
+            "POST",
+            "/api/v1/servers/{server}/refresh",
+            ADMIN,
+            Body::Empty,
+        ),
         r(
             "POST",
             "/api/v1/servers/{server}/grants",
@@ -278,7 +329,11 @@ async fn acme(app: &App, sim: &Sim) -> (Fixture, Browser, OrgId) {
     let server = register_sim(&mut admin, sim, "genieacs").await;
     let grant_token = token_of(&mint(&mut admin, &server, "noc-agent").await);
     let web_grant = grant_id(app, &grant_token).await;
-    let api_grant = grant_id(app, &token_of(&mint(&mut admin, &server, "api-agent").await)).await;
+    let api_grant = grant_id(
+        app,
+        &token_of(&mint(&mut admin, &server, "api-agent").await),
+    )
+    .await;
     let mut tx = app.store.begin(org).await.unwrap();
     let web_inv = store::invitation::create_invitation(
         &mut tx,
@@ -368,7 +423,10 @@ async fn web_call(b: &mut Browser, row: &Row, path: &str) -> u16 {
 async fn api_call(api: &Api, row: &Row, path: &str) -> crate::support::Json {
     let path = path.strip_prefix("/api/v1").unwrap();
     match &row.body {
-        Body::Json(body) => api.send(row.method, path, Some(body), "application/json").await,
+        Body::Json(body) => {
+            api.send(row.method, path, Some(body), "application/json")
+                .await
+        }
         _ => api.send(row.method, path, None, "").await,
     }
 }
@@ -380,7 +438,10 @@ async fn the_table_names_every_route(pool: PgPool) {
     let (fx, _, _) = acme(&app, &sim).await;
 
     // The paths, from the router itself.
-    let state = AppState::new(app.store.clone(), AdminConfig::for_public_url(PUBLIC_URL, true));
+    let state = AppState::new(
+        app.store.clone(),
+        AdminConfig::for_public_url(PUBLIC_URL, true),
+    );
     let debug = format!("{:?}", admin::router(state));
     let mut served = BTreeSet::new();
     for (i, _) in debug.match_indices(": \"/") {
@@ -402,7 +463,11 @@ async fn the_table_names_every_route(pool: PgPool) {
             body: Body::Empty,
         };
         let url = format!("{}{}", app.url, fx.path(&probe).split('?').next().unwrap());
-        let answer = client.request(reqwest::Method::OPTIONS, &url).send().await.unwrap();
+        let answer = client
+            .request(reqwest::Method::OPTIONS, &url)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(answer.status(), 405, "OPTIONS {pattern}");
         let allow = answer.headers()["allow"].to_str().unwrap().to_owned();
         for method in allow.split(',').map(str::trim).filter(|m| *m != "HEAD") {
@@ -414,17 +479,24 @@ async fn the_table_names_every_route(pool: PgPool) {
         .map(|r| (r.method.to_owned(), r.path.to_owned()))
         .collect();
     let missing: Vec<_> = routes.difference(&listed).collect();
-    assert!(missing.is_empty(), "routes without a row in roles.rs: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes without a row in roles.rs: {missing:?}"
+    );
     let stale: Vec<_> = listed.difference(&routes).collect();
-    assert!(stale.is_empty(), "rows for routes that do not exist: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "rows for routes that do not exist: {stale:?}"
+    );
 
     // The OpenAPI document states the same least role for every API operation as this table,
     // whose rows the role tests check against real keys.
     let doc = Api::new(&app, None).get("/openapi.json").await.body;
     for row in table(&fx).iter().filter(|r| r.path.starts_with("/api/v1/")) {
-        let Access::Least(least) = row.access else { continue };
-        let op = &doc["paths"][row.path.strip_prefix("/api/v1").unwrap()]
-            [row.method.to_lowercase()];
+        let Access::Least(least) = row.access else {
+            continue;
+        };
+        let op = &doc["paths"][row.path][row.method.to_lowercase()];
         assert_eq!(
             op["security"],
             json!([{ "api_key": [least.as_str()] }]),
@@ -452,7 +524,11 @@ async fn every_route_admits_exactly_the_roles_it_should(pool: PgPool) {
             Access::Invitee => continue,
             Access::Public => {
                 let status = web_call(&mut anon, row, &path).await;
-                assert!(matches!(status, 200 | 303), "{} {path}: {status}", row.method);
+                assert!(
+                    matches!(status, 200 | 303),
+                    "{} {path}: {status}",
+                    row.method
+                );
             }
             Access::Least(_) => {
                 let a = match row.method {
@@ -476,7 +552,9 @@ async fn every_route_admits_exactly_the_roles_it_should(pool: PgPool) {
         (Role::Admin, &mut admin),
     ] {
         for row in rows.iter().filter(|r| !r.path.starts_with("/api/v1/")) {
-            let Access::Least(least) = row.access else { continue };
+            let Access::Least(least) = row.access else {
+                continue;
+            };
             let path = fx.path(row);
             let status = web_call(browser, row, &path).await;
             if role >= least {
@@ -486,16 +564,21 @@ async fn every_route_admits_exactly_the_roles_it_should(pool: PgPool) {
                     row.method
                 );
             } else {
-                assert_eq!(status, 403, "{role} {} {path} should be refused", row.method);
+                assert_eq!(
+                    status, 403,
+                    "{role} {} {path} should be refused",
+                    row.method
+                );
             }
         }
     }
     // The refused hand-crafted grant did not come into being; the admin's did.
-    let labels: Vec<String> =
-        sqlx::query_scalar("select label from access_grant where label like '%crafted' order by label")
-            .fetch_all(app.store.pool())
-            .await
-            .unwrap();
+    let labels: Vec<String> = sqlx::query_scalar(
+        "select label from access_grant where label like '%crafted' order by label",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .unwrap();
     assert_eq!(labels, ["crafted"]);
 
     // API keys: broken ones are 401 everywhere; each scope gets exactly its routes.
@@ -505,10 +588,12 @@ async fn every_route_admits_exactly_the_roles_it_should(pool: PgPool) {
         .execute(app.store.pool())
         .await
         .unwrap();
-    sqlx::query("update api_key set expires_at = now() - interval '1 second' where name = 'expired'")
-        .execute(app.store.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "update api_key set expires_at = now() - interval '1 second' where name = 'expired'",
+    )
+    .execute(app.store.pool())
+    .await
+    .unwrap();
     let unknown = format!("gha_{}", "A".repeat(44));
     let broken = [
         ("no key", Api::new(&app, None)),
@@ -534,9 +619,14 @@ async fn every_route_admits_exactly_the_roles_it_should(pool: PgPool) {
         assert_eq!(cookie.status, 401, "cookie: {} {path}", row.method);
     }
     for role in Role::ALL {
-        let api = Api::new(&app, Some(&api_key(&app, org, &format!("key-{role}"), role).await));
+        let api = Api::new(
+            &app,
+            Some(&api_key(&app, org, &format!("key-{role}"), role).await),
+        );
         for row in &api_rows {
-            let Access::Least(least) = row.access else { continue };
+            let Access::Least(least) = row.access else {
+                continue;
+            };
             let path = fx.path(row);
             let a = api_call(&api, row, &path).await;
             if role >= least {
@@ -548,7 +638,11 @@ async fn every_route_admits_exactly_the_roles_it_should(pool: PgPool) {
                     a.text
                 );
             } else {
-                assert_eq!(a.status, 403, "{role} key {} {path} should be refused", row.method);
+                assert_eq!(
+                    a.status, 403,
+                    "{role} key {} {path} should be refused",
+                    row.method
+                );
                 assert_eq!(a.body["type"], "tag:gatehouse,2026:problem/forbidden");
             }
         }
@@ -558,7 +652,10 @@ async fn every_route_admits_exactly_the_roles_it_should(pool: PgPool) {
             .fetch_all(app.store.pool())
             .await
             .unwrap();
-    assert!(labels.is_empty(), "the server and its grants were deleted last");
+    assert!(
+        labels.is_empty(),
+        "the server and its grants were deleted last"
+    );
     let created: i64 = sqlx::query_scalar("select count(*) from server where name = 'api-created'")
         .fetch_one(app.store.pool())
         .await
@@ -574,7 +671,10 @@ async fn another_organisations_ids_are_not_found(pool: PgPool) {
     let mut other = sign_up(&app, "admin@other.test", "Other").await;
     let other_org = org_of(&app, "admin@other.test").await;
     let other_server = register_sim(&mut other, &sim, "genieacs").await;
-    let other_api = Api::new(&app, Some(&api_key(&app, other_org, "ci", Role::Admin).await));
+    let other_api = Api::new(
+        &app,
+        Some(&api_key(&app, other_org, "ci", Role::Admin).await),
+    );
 
     // Every route that names one of Acme's things answers 404 to Other's admin and admin key.
     for row in table(&fx).iter().filter(|r| {
@@ -596,7 +696,10 @@ async fn another_organisations_ids_are_not_found(pool: PgPool) {
     // Its own server with Acme's grant is not found either.
     let grant = &fx.web["grant"];
     let a = other_api
-        .post(&format!("/servers/{other_server}/grants/{grant}/revoke"), json!(null))
+        .post(
+            &format!("/servers/{other_server}/grants/{grant}/revoke"),
+            json!(null),
+        )
         .await;
     assert_eq!(a.status, 404);
     let status = web_call(
@@ -614,7 +717,13 @@ async fn another_organisations_ids_are_not_found(pool: PgPool) {
 
     // Nothing of Acme's changed.
     let acme_server = &fx.web["server"];
-    assert_eq!(acme_admin.get(&format!("/servers/{acme_server}")).await.status, 200);
+    assert_eq!(
+        acme_admin
+            .get(&format!("/servers/{acme_server}"))
+            .await
+            .status,
+        200
+    );
     let revoked: i64 =
         sqlx::query_scalar("select count(*) from access_grant where revoked_at is not null")
             .fetch_one(app.store.pool())
@@ -634,7 +743,13 @@ async fn another_organisations_ids_are_not_found(pool: PgPool) {
         .unwrap();
     assert_eq!(keys, 0);
     // Lists show only the organisation's own.
-    for path in ["/servers", "/members", "/invitations", "/admin-events", "/audit/events"] {
+    for path in [
+        "/servers",
+        "/members",
+        "/invitations",
+        "/admin-events",
+        "/audit/events",
+    ] {
         let a = other_api.get(path).await;
         assert_eq!(a.status, 200, "{path}");
         assert!(!a.text.contains(acme_server.as_str()), "{path}");

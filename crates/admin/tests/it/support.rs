@@ -383,7 +383,9 @@ impl Api {
             req = req.header("cookie", cookie);
         }
         if let Some(body) = body {
-            req = req.header("content-type", content_type).body(body.to_owned());
+            req = req
+                .header("content-type", content_type)
+                .body(body.to_owned());
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
