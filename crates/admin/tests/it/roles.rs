@@ -410,7 +410,7 @@ async fn grant_id(app: &App, token: &str) -> String {
 }
 
 async fn web_call(b: &mut Browser, row: &Row, path: &str) -> u16 {
-    match (&row.method[..], &row.body) {
+    match (row.method, &row.body) {
         ("GET", _) => b.get(path).await.status,
         (_, Body::Form(fields)) => {
             let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
