@@ -8,6 +8,7 @@
 //! requires; connect to an upstream address that DESIGN.md §9 refuses.
 #![forbid(unsafe_code)]
 
+mod api;
 mod auth;
 mod error;
 mod pages;
@@ -95,6 +96,24 @@ pub fn router(state: AppState) -> Router {
         .route("/admin-events", get(pages::admin_events::list))
         .route("/members", get(pages::members::list))
         .route("/members/{user}/role", post(pages::members::set_role))
+        .route(
+            "/invitations",
+            get(pages::invitations::list).post(pages::invitations::invite),
+        )
+        .route(
+            "/invitations/{invitation}/revoke",
+            post(pages::invitations::revoke),
+        )
+        .route(
+            "/join/{token}",
+            get(pages::invitations::show).post(pages::invitations::accept),
+        )
+        .route("/join/{token}/signup", post(pages::invitations::sign_up))
+        .route(
+            "/api-keys",
+            get(pages::api_keys::list).post(pages::api_keys::mint),
+        )
+        .route("/api-keys/{key}/revoke", post(pages::api_keys::revoke))
         .route("/servers/test", post(pages::servers::test_connection))
         .route("/servers/{server}", get(pages::servers::show))
         .route("/servers/{server}/refresh", post(pages::servers::refresh))
@@ -131,6 +150,9 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(pages)
         .layer(DefaultBodyLimit::max(auth::MAX_FORM_BYTES))
+        // The JSON API authenticates by API key, never by cookie, so it sits outside the session
+        // layer (and its synchroniser-token check) and sets its own body limit.
+        .merge(api::router())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(

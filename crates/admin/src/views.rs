@@ -98,6 +98,8 @@ pub(crate) struct LoginPage {
     pub(crate) page: Page,
     pub(crate) csrf: String,
     pub(crate) email: String,
+    /// Where to go after signing in (a local path; empty for the default).
+    pub(crate) next: String,
     pub(crate) error: Option<String>,
     pub(crate) notice: Option<String>,
 }

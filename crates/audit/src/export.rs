@@ -55,9 +55,7 @@ pub async fn export(
     format: Format,
     out: &mut impl Write,
 ) -> Result<u64, Error> {
-    if format == Format::Csv {
-        writeln!(out, "{}", CSV_COLUMNS.join(",")).map_err(Error::Io)?;
-    }
+    write_header(out, format).map_err(Error::Io)?;
     let mut tx = store.begin(org).await?;
     let mut after: Option<AuditCursor> = None;
     let mut written = 0_u64;
@@ -70,13 +68,7 @@ pub async fn export(
         });
         let full = page.len() as i64 == PAGE;
         for event in &page {
-            match format {
-                Format::Csv => write_csv_row(out, event),
-                Format::JsonLines => serde_json::to_writer(&mut *out, event)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| out.write_all(b"\n")),
-            }
-            .map_err(Error::Io)?;
+            write_event(out, event, format).map_err(Error::Io)?;
             written += 1;
         }
         if !full {
@@ -85,6 +77,29 @@ pub async fn export(
     }
     tx.rollback().await?;
     Ok(written)
+}
+
+/// What comes before the first event: the CSV header row (nothing for JSON Lines).
+pub fn write_header(out: &mut impl Write, format: Format) -> std::io::Result<()> {
+    match format {
+        Format::Csv => writeln!(out, "{}", CSV_COLUMNS.join(",")),
+        Format::JsonLines => Ok(()),
+    }
+}
+
+/// One event as a CSV row or a JSON line, as [`export`] writes it (for callers that stream an
+/// export page by page themselves, like the admin API).
+pub fn write_event(
+    out: &mut impl Write,
+    event: &AuditEvent,
+    format: Format,
+) -> std::io::Result<()> {
+    match format {
+        Format::Csv => write_csv_row(out, event),
+        Format::JsonLines => serde_json::to_writer(&mut *out, event)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n")),
+    }
 }
 
 fn write_csv_row(out: &mut impl Write, event: &AuditEvent) -> std::io::Result<()> {

@@ -338,6 +338,25 @@ impl Store {
         }))
     }
 
+    /// Points a session at another organisation of the person's (after they joined one); a
+    /// session cannot be pointed at an organisation the person is not a member of.
+    #[tracing::instrument(skip(self))]
+    pub async fn set_session_organisation(&self, web_session: Uuid, org: OrgId) -> Result<()> {
+        sqlx::query!(
+            r#"
+            update web_session s set organisation_id = $2
+            where s.web_session_id = $1
+              and exists (select 1 from membership m
+                          where m.organisation_id = $2 and m.app_user_id = s.app_user_id)
+            "#,
+            web_session,
+            org.as_uuid(),
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Ends the session a cookie value belongs to (signing out); unknown cookies are ignored.
     #[tracing::instrument(skip_all)]
     pub async fn delete_web_session(&self, token: &str) -> Result<()> {

@@ -11,11 +11,13 @@
 
 pub mod account;
 pub mod admin;
+pub mod api_key;
 pub mod audit;
 pub mod audit_outbox;
 mod error;
 pub mod grant;
 mod ids;
+pub mod invitation;
 pub mod org;
 pub mod policy;
 pub mod secret;

@@ -204,6 +204,8 @@ pub enum TokenKind {
     ApiKey,
     /// `ghw_`: a web session cookie of the admin app.
     WebSession,
+    /// `ghi_`: the secret of an invitation link.
+    Invitation,
 }
 
 impl TokenKind {
@@ -212,6 +214,7 @@ impl TokenKind {
             TokenKind::Grant => "ghg_",
             TokenKind::ApiKey => "gha_",
             TokenKind::WebSession => "ghw_",
+            TokenKind::Invitation => "ghi_",
         }
     }
 }

@@ -234,6 +234,38 @@ pub async fn list_servers(tx: &mut OrgTx) -> Result<Vec<Server>> {
         .collect())
 }
 
+/// Deletes a server with its tool snapshots, policies and grants (whose tokens stop working at
+/// once). Its audit events stay: the log keeps the server's id.
+#[tracing::instrument(skip(tx))]
+pub async fn delete_server(tx: &mut OrgTx, actor: Actor, server: ServerId) -> Result<()> {
+    let existing = server_by_id(tx, server).await?;
+    let org = tx.org().as_uuid();
+    // Grants restrict the deletion of their policy, so they go first; the rest cascades.
+    let grants = sqlx::query_scalar!(
+        "delete from access_grant where organisation_id = $1 and server_id = $2 returning access_grant_id",
+        org,
+        server.as_uuid(),
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    sqlx::query!(
+        "delete from server where organisation_id = $1 and server_id = $2",
+        org,
+        server.as_uuid(),
+    )
+    .execute(tx.conn())
+    .await?;
+    record_admin_event(
+        tx,
+        actor,
+        "server.delete",
+        Some(server.as_uuid()),
+        json!({ "name": existing.name, "upstream_url": existing.upstream_url,
+                "grants_deleted": grants.len() }),
+    )
+    .await
+}
+
 /// The server's upstream headers in clear, for the gateway to inject. Never shown to people.
 #[tracing::instrument(skip(tx))]
 pub async fn upstream_headers(tx: &mut OrgTx, server: ServerId) -> Result<UpstreamHeaders> {

@@ -1,7 +1,7 @@
 //! Signing up, in and out, and the person's own account.
 
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -111,11 +111,31 @@ pub(crate) async fn signup(
     .await
 }
 
-async fn start_session(
+/// Signs the person in (a new session cookie) and sends them to the servers page.
+pub(crate) async fn start_session(
     state: &AppState,
     visitor: &Visitor,
     user: store::UserId,
     org: Option<store::OrgId>,
+) -> Result<Response> {
+    start_session_to(state, visitor, user, org, "/servers").await
+}
+
+/// `next` as a place on this site to go after signing in: a local path, never another origin.
+fn local_path(next: &str) -> Option<&str> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.len() <= 300
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    ok.then_some(next)
+}
+
+async fn start_session_to(
+    state: &AppState,
+    visitor: &Visitor,
+    user: store::UserId,
+    org: Option<store::OrgId>,
+    to: &str,
 ) -> Result<Response> {
     let session = state
         .store
@@ -128,7 +148,7 @@ async fn start_session(
         )
         .await?;
     let secure = state.config.secure_cookies;
-    let mut response = Redirect::to("/servers").into_response();
+    let mut response = Redirect::to(to).into_response();
     let headers = response.headers_mut();
     headers.append(
         header::SET_COOKIE,
@@ -146,11 +166,19 @@ async fn start_session(
     Ok(response)
 }
 
-pub(crate) async fn login_form(visitor: Visitor) -> Response {
+#[derive(Debug, Deserialize)]
+pub(crate) struct LoginQuery {
+    /// Where to go after signing in (a local path), e.g. back to an invitation.
+    #[serde(default)]
+    next: String,
+}
+
+pub(crate) async fn login_form(visitor: Visitor, Query(q): Query<LoginQuery>) -> Response {
     render(&LoginPage {
         page: Page::bare("Log in"),
         csrf: visitor.csrf,
         email: String::new(),
+        next: local_path(&q.next).unwrap_or_default().to_owned(),
         error: None,
         notice: None,
     })
@@ -162,6 +190,8 @@ pub(crate) struct LoginForm {
     email: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    next: String,
 }
 
 pub(crate) async fn login(
@@ -170,11 +200,13 @@ pub(crate) async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response> {
     let email: String = form.email.trim().chars().take(MAX_EMAIL_CHARS).collect();
+    let next = local_path(&form.next).unwrap_or("/servers").to_owned();
     let failed = |status: StatusCode, message: &str| {
         let page = LoginPage {
             page: Page::bare("Log in"),
             csrf: visitor.csrf.clone(),
             email: email.clone(),
+            next: local_path(&form.next).unwrap_or_default().to_owned(),
             error: Some(message.to_owned()),
             notice: None,
         };
@@ -218,7 +250,7 @@ pub(crate) async fn login(
         .store
         .clear_login_failures(&email, visitor.client_addr)
         .await?;
-    start_session(&state, &visitor, user, None).await
+    start_session_to(&state, &visitor, user, None, &next).await
 }
 
 pub(crate) async fn logout(State(state): State<AppState>, visitor: Visitor) -> Result<Response> {

@@ -88,7 +88,7 @@ pub(crate) async fn mint(
 }
 
 /// The name a client config gives the server: its name, as a lowercase slug.
-fn config_key(name: &str) -> String {
+pub(crate) fn config_key(name: &str) -> String {
     let slug: String = name
         .to_lowercase()
         .chars()

@@ -2,8 +2,10 @@
 
 pub(crate) mod account;
 pub(crate) mod admin_events;
+pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod grants;
+pub(crate) mod invitations;
 pub(crate) mod members;
 pub(crate) mod policies;
 pub(crate) mod servers;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use store::secret::Redacted;
 use store::server::{NewServer, PinnedTool};
-use store::{OrgTx, Role, ServerId};
+use store::{Actor, OrgTx, Role, ServerId};
 
 use crate::AppState;
 use crate::auth::{Admin, Member, Viewer};
@@ -121,10 +121,10 @@ fn parse_form(f: ServerFormIn) -> (ServerForm, Vec<(String, String)>, Vec<String
 }
 
 /// A tool as the upstream described it, classified.
-struct Classified {
-    definition: Value,
-    risk: Risk,
-    tool: ToolDef,
+pub(crate) struct Classified {
+    pub(crate) definition: Value,
+    pub(crate) risk: Risk,
+    pub(crate) tool: ToolDef,
 }
 
 fn classify_all(discovery: &Discovery) -> std::result::Result<Vec<Classified>, String> {
@@ -148,7 +148,7 @@ fn classify_all(discovery: &Discovery) -> std::result::Result<Vec<Classified>, S
         .collect()
 }
 
-fn recommendation_text(r: Recommendation) -> String {
+pub(crate) fn recommendation_text(r: Recommendation) -> String {
     match r {
         Recommendation::Allow => "Allow".into(),
         Recommendation::RateLimit {
@@ -212,7 +212,7 @@ fn pinned_tool_row(t: &PinnedTool) -> ToolRow {
 }
 
 /// Connects to the upstream and classifies its tools; every failure is a message for the form.
-async fn discover(
+pub(crate) async fn discover(
     state: &AppState,
     url: &str,
     headers: &[(String, String)],
@@ -303,7 +303,7 @@ pub(crate) async fn register(
         }
         Err(e) => return Err(e.into()),
     };
-    pin_and_recommend(&mut tx, &m, server.server_id, &classified, true).await?;
+    pin_and_recommend(&mut tx, m.actor(), server.server_id, &classified, true).await?;
     tx.commit().await?;
     Ok(Redirect::to(&format!("/servers/{}?done=registered", server.server_id)).into_response())
 }
@@ -318,9 +318,9 @@ fn capitalise(s: &str) -> String {
 
 /// Pins the tools as a new snapshot; on registration also publishes the recommended policy as
 /// the server's `default` policy, so grants can be minted at once (people refine it later).
-async fn pin_and_recommend(
+pub(crate) async fn pin_and_recommend(
     tx: &mut OrgTx,
-    m: &Member<Admin>,
+    actor: Actor,
     server: ServerId,
     classified: &[Classified],
     publish_default: bool,
@@ -336,14 +336,14 @@ async fn pin_and_recommend(
             .map_err(Error::from)
         })
         .collect::<Result<Vec<_>>>()?;
-    store::server::pin_tool_snapshot(tx, m.actor(), server, &pinned).await?;
+    store::server::pin_tool_snapshot(tx, actor, server, &pinned).await?;
     if publish_default {
         let tools: Vec<ToolDef> = classified.iter().map(|c| c.tool.clone()).collect();
         let source = serde_json::to_string_pretty(&policy::recommended_policy(&tools))
             .map_err(anyhow::Error::from)?;
         store::policy::publish_policy_version(
             tx,
-            m.actor(),
+            actor,
             server,
             store::policy::DEFAULT_POLICY_NAME,
             &source,
@@ -468,7 +468,7 @@ pub(crate) async fn refresh(
         .await
         .map_err(Error::Upstream)?;
     let mut tx = state.store.begin(m.org).await?;
-    pin_and_recommend(&mut tx, &m, id, &classified, false).await?;
+    pin_and_recommend(&mut tx, m.actor(), id, &classified, false).await?;
     tx.commit().await?;
     Ok(Redirect::to(&format!("/servers/{id}?done=refreshed")).into_response())
 }

@@ -8,7 +8,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::support::{org_of, sign_up, spawn_app};
 
-fn event(org: OrgId, i: i64, decision: AuditDecision) -> NewAuditEvent {
+pub(crate) fn event(org: OrgId, i: i64, decision: AuditDecision) -> NewAuditEvent {
     NewAuditEvent {
         audit_event_id: AuditEventId::new(),
         organisation_id: org,

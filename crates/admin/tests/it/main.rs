@@ -2,10 +2,13 @@
 //! Postgres database per test (`#[sqlx::test]`), the GenieACS simulator as the upstream.
 
 mod account;
+mod api;
 mod audit;
 mod browser;
 mod grants;
+mod invitations;
 mod members;
+mod openapi;
 mod policies;
 mod roles;
 mod servers;

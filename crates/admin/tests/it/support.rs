@@ -111,7 +111,7 @@ impl Browser {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    pub(crate) fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -308,4 +308,104 @@ pub(crate) async fn mint(b: &mut Browser, server: &str, label: &str) -> Answer {
 pub(crate) fn token_of(page: &Answer) -> String {
     let start = page.body.find("ghg_").expect("a grant token on the page");
     page.body[start..start + 48].to_owned()
+}
+
+/// Mints an API key of `org` with `role` straight through the store; returns the key.
+pub(crate) async fn api_key(app: &App, org: OrgId, name: &str, role: Role) -> String {
+    let mut tx = app.store.begin(org).await.unwrap();
+    let minted = store::api_key::mint_api_key(&mut tx, Actor::Operator, name, role, None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    minted.token.expose().clone()
+}
+
+/// A JSON answer of the API.
+#[derive(Debug)]
+pub(crate) struct Json {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: serde_json::Value,
+    pub(crate) text: String,
+}
+
+impl Json {
+    pub(crate) fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or_default()
+    }
+}
+
+/// A client of the JSON API holding one key (or none).
+pub(crate) struct Api {
+    base: String,
+    key: Option<String>,
+    cookie: Option<String>,
+    client: reqwest::Client,
+}
+
+impl Api {
+    pub(crate) fn new(app: &App, key: Option<&str>) -> Api {
+        Api {
+            base: format!("{}/api/v1", app.url),
+            key: key.map(str::to_owned),
+            cookie: None,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// A client that sends a browser's cookies and no key.
+    pub(crate) fn with_cookie(app: &App, cookie: &str) -> Api {
+        let mut api = Api::new(app, None);
+        api.cookie = Some(cookie.to_owned());
+        api
+    }
+
+    pub(crate) async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        content_type: &str,
+    ) -> Json {
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(key) = &self.key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        if let Some(cookie) = &self.cookie {
+            req = req.header("cookie", cookie);
+        }
+        if let Some(body) = body {
+            req = req
+                .header("content-type", content_type)
+                .body(body.to_owned());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Json {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> Json {
+        self.send("GET", path, None, "").await
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: serde_json::Value) -> Json {
+        self.send("POST", path, Some(&body.to_string()), "application/json")
+            .await
+    }
 }
