@@ -56,9 +56,44 @@ pub(crate) struct GatewayArgs {
     /// one). Link-local and cloud-metadata addresses are refused regardless.
     #[arg(long, env = "GATEHOUSE_ALLOW_PRIVATE_UPSTREAMS")]
     pub(crate) allow_private_upstreams: bool,
-    /// Most GET streams open at once on this replica.
+    /// Most SSE streams (GET streams and requests answered with a stream) open at once on this
+    /// replica.
     #[arg(long, env = "GATEHOUSE_MAX_STREAMS", default_value_t = 1000)]
     max_streams: usize,
+    /// Most SSE streams one organisation may hold open at once on this replica.
+    #[arg(long, env = "GATEHOUSE_MAX_STREAMS_PER_ORG", default_value_t = 100)]
+    max_streams_per_org: usize,
+    /// A GET stream silent this long (in milliseconds) is ended; the client resumes it.
+    #[arg(
+        long,
+        env = "GATEHOUSE_STREAM_IDLE_TIMEOUT_MS",
+        default_value_t = 300_000
+    )]
+    stream_idle_timeout_ms: u64,
+    /// The longest any SSE stream stays open, in milliseconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_STREAM_MAX_LIFETIME_MS",
+        default_value_t = 3_600_000
+    )]
+    stream_max_lifetime_ms: u64,
+    /// Most bytes of request bodies and upstream JSON answers held in memory at once.
+    #[arg(long, env = "GATEHOUSE_MAX_BUFFERED_BYTES", default_value_t = 256 * 1024 * 1024)]
+    max_buffered_bytes: usize,
+    /// How long a client may take to send a request body, in milliseconds (408 beyond).
+    #[arg(long, env = "GATEHOUSE_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    body_timeout_ms: u64,
+    /// How long an unknown, revoked or expired token is remembered as such, in milliseconds.
+    #[arg(long, env = "GATEHOUSE_UNKNOWN_TOKEN_TTL_MS", default_value_t = 10_000)]
+    unknown_token_ttl_ms: u64,
+    /// Invalid tokens one client address (IPv6: its /64) may present per minute before its
+    /// uncached lookups get 429 (0: no limit; raise it behind a load balancer).
+    #[arg(long, env = "GATEHOUSE_AUTH_FAILURES_PER_MINUTE", default_value_t = 60)]
+    auth_failures_per_minute: u32,
+    /// Postgres statement timeout of the gateway's connections, in milliseconds: a slow query
+    /// gives its connection back instead of holding it.
+    #[arg(long, env = "GATEHOUSE_STATEMENT_TIMEOUT_MS", default_value_t = 2_000)]
+    statement_timeout_ms: u64,
 }
 
 /// The longest one audit write may take before the request is refused.
@@ -138,6 +173,33 @@ pub(crate) async fn prepare(
         problems.add("GATEHOUSE_UPSTREAM_TIMEOUT_MS", "timeouts must be positive");
     }
     args.audit.check(&mut problems);
+    for (name, value) in [
+        ("GATEHOUSE_MAX_STREAMS", args.max_streams as u64),
+        (
+            "GATEHOUSE_MAX_STREAMS_PER_ORG",
+            args.max_streams_per_org as u64,
+        ),
+        (
+            "GATEHOUSE_STREAM_IDLE_TIMEOUT_MS",
+            args.stream_idle_timeout_ms,
+        ),
+        (
+            "GATEHOUSE_STREAM_MAX_LIFETIME_MS",
+            args.stream_max_lifetime_ms,
+        ),
+        ("GATEHOUSE_BODY_TIMEOUT_MS", args.body_timeout_ms),
+        ("GATEHOUSE_STATEMENT_TIMEOUT_MS", args.statement_timeout_ms),
+    ] {
+        if value == 0 {
+            problems.add(name, "must be positive");
+        }
+    }
+    if args.max_buffered_bytes < args.max_body_bytes.max(args.max_response_bytes) {
+        problems.add(
+            "GATEHOUSE_MAX_BUFFERED_BYTES",
+            "must be at least GATEHOUSE_MAX_BODY_BYTES and GATEHOUSE_MAX_RESPONSE_BYTES",
+        );
+    }
     if !problems.0.is_empty() {
         for p in &problems.0 {
             eprintln!("error: configuration: {p}");
@@ -191,11 +253,22 @@ pub(crate) async fn prepare(
         1_000
     }));
     settings.max_streams = args.max_streams;
+    settings.max_streams_per_org = args.max_streams_per_org;
+    settings.stream_idle_timeout = Duration::from_millis(args.stream_idle_timeout_ms);
+    settings.stream_max_lifetime = Duration::from_millis(args.stream_max_lifetime_ms);
+    settings.max_buffered_bytes = args.max_buffered_bytes;
+    settings.body_timeout = Duration::from_millis(args.body_timeout_ms);
+    settings.unknown_token_ttl = Duration::from_millis(args.unknown_token_ttl_ms);
+    settings.auth_failures_per_minute = args.auth_failures_per_minute;
     settings.allow_private_upstreams = args.allow_private_upstreams;
 
-    let store = store::Store::connect(&database_url, keyring)
-        .await
-        .context("connecting to DATABASE_URL")?;
+    let store = store::Store::connect_with_statement_timeout(
+        &database_url,
+        keyring,
+        Duration::from_millis(args.statement_timeout_ms),
+    )
+    .await
+    .context("connecting to DATABASE_URL")?;
     let limiter: limits::Limiter = match &redis {
         Some((url, _)) => limits::RedisLimiter::connect(url, limits::RedisConfig::default())
             .await

@@ -4,6 +4,10 @@
 //!
 //! A generation counter closes the race between a load and an invalidation: a load that started
 //! before the latest invalidation does not put its (possibly stale) answer in the cache.
+//!
+//! Tokens that turned out unknown, revoked or expired are remembered too, for a short TTL and in a
+//! bounded map (a negative cache), so a client repeating a junk token does not read the store each
+//! time. A store error is never remembered: the next request asks again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +24,8 @@ use store::secret::TokenHash;
 /// Everything one grant's requests need, ready to use.
 #[derive(Debug)]
 pub(crate) struct GrantView {
+    /// The SHA-256 of the grant token this view was read for (the cache key).
+    pub(crate) token_key: [u8; 32],
     pub(crate) grant: TokenGrant,
     pub(crate) organisation: String,
     pub(crate) server: String,
@@ -29,6 +35,20 @@ pub(crate) struct GrantView {
     pub(crate) upstream_headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) policy: policy::Policy,
     pub(crate) policy_version: u32,
+    /// The pinned `inputSchema` of each tool that mirrors arguments into `Mcp-Param-*` headers
+    /// (an `x-mcp-header` on a property), by tool name; `None` when the server has no pinned
+    /// snapshot, so no tool's schema is known.
+    pub(crate) param_schemas: Option<HashMap<String, serde_json::Value>>,
+}
+
+impl GrantView {
+    /// Whether `other` reaches the same upstream the same way (URL and credentials): a stream
+    /// opened under `self` may go on under `other`.
+    pub(crate) fn same_upstream(&self, other: &GrantView) -> bool {
+        self.server == other.server
+            && self.upstream_url == other.upstream_url
+            && self.upstream_headers == other.upstream_headers
+    }
 }
 
 /// What a token turned out to be.
@@ -47,25 +67,34 @@ pub(crate) const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 /// The most grants cached at once; beyond it the cache is emptied (it only ever saves reads).
 const MAX_ENTRIES: usize = 100_000;
 
+/// The most tokens remembered as unknown, revoked or expired; beyond it expired entries are
+/// dropped, and if none had expired, all of them.
+const MAX_NEGATIVE_ENTRIES: usize = 50_000;
+
 /// Token hash → (when loaded, view).
 type Entries = HashMap<[u8; 32], (Instant, Arc<GrantView>)>;
 
 #[derive(Debug)]
 pub(crate) struct ConfigCache {
     ttl: Duration,
+    negative_ttl: Duration,
     generation: AtomicU64,
     entries: Mutex<Entries>,
+    /// Token hash → (when found unknown or inactive, which of the two).
+    negative: Mutex<HashMap<[u8; 32], (Instant, bool)>>,
     /// One load at a time per token: concurrent first requests of a grant (or all of them after
     /// an invalidation) wait for one read of the store instead of each making their own.
     loading: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ConfigCache {
-    pub(crate) fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration, negative_ttl: Duration) -> Self {
         ConfigCache {
             ttl,
+            negative_ttl,
             generation: AtomicU64::new(0),
             entries: Mutex::new(HashMap::new()),
+            negative: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
         }
     }
@@ -84,15 +113,68 @@ impl ConfigCache {
         })
     }
 
+    fn remembered_negative(&self, key: &[u8; 32]) -> Option<Lookup> {
+        let negative = self.negative.lock().expect("negative cache lock");
+        let (at, inactive) = negative.get(key)?;
+        (at.elapsed() < self.negative_ttl).then_some(if *inactive {
+            Lookup::Inactive
+        } else {
+            Lookup::Unknown
+        })
+    }
+
+    fn remember_negative(&self, key: [u8; 32], inactive: bool) {
+        if self.negative_ttl.is_zero() {
+            return;
+        }
+        let mut negative = self.negative.lock().expect("negative cache lock");
+        if negative.len() >= MAX_NEGATIVE_ENTRIES {
+            let ttl = self.negative_ttl;
+            negative.retain(|_, (at, _)| at.elapsed() < ttl);
+            if negative.len() >= MAX_NEGATIVE_ENTRIES {
+                negative.clear();
+            }
+        }
+        negative.insert(key, (Instant::now(), inactive));
+    }
+
     pub(crate) fn clear(&self) {
         let mut entries = self.entries.lock().expect("cache lock");
         self.generation.fetch_add(1, Ordering::SeqCst);
         entries.clear();
+        drop(entries);
+        self.negative.lock().expect("negative cache lock").clear();
     }
 
-    /// The grant of `token`, from the cache or the store.
-    pub(crate) async fn lookup(&self, store: &Store, token: &str) -> anyhow::Result<Lookup> {
-        let key = TokenHash::of(token).0;
+    /// What the cache knows of the token hashed to `key` without reading the store: its grant,
+    /// or that it is unknown, revoked or expired.
+    pub(crate) fn peek(&self, key: &[u8; 32]) -> Option<Lookup> {
+        self.cached(key, time::OffsetDateTime::now_utc())
+            .or_else(|| self.remembered_negative(key))
+    }
+
+    /// The grant of `token` (hashed to `key`), from the cache or the store.
+    pub(crate) async fn lookup(
+        &self,
+        store: &Store,
+        token: &str,
+        key: [u8; 32],
+    ) -> anyhow::Result<Lookup> {
+        self.lookup_inner(store, Some(token), key).await
+    }
+
+    /// The grant of the token hashed to `key`, from the cache or the store (for re-checking the
+    /// grants of open streams, whose tokens the gateway does not keep).
+    pub(crate) async fn lookup_key(&self, store: &Store, key: [u8; 32]) -> anyhow::Result<Lookup> {
+        self.lookup_inner(store, None, key).await
+    }
+
+    async fn lookup_inner(
+        &self,
+        store: &Store,
+        token: Option<&str>,
+        key: [u8; 32],
+    ) -> anyhow::Result<Lookup> {
         let now = time::OffsetDateTime::now_utc();
         if let Some(hit) = self.cached(&key, now) {
             return Ok(hit);
@@ -128,22 +210,25 @@ impl ConfigCache {
     async fn load(
         &self,
         store: &Store,
-        token: &str,
+        token: Option<&str>,
         key: [u8; 32],
         now: time::OffsetDateTime,
     ) -> anyhow::Result<Lookup> {
         let generation = self.generation.load(Ordering::SeqCst);
-        let Some(grant) = store
-            .grant_by_token(token)
-            .await
-            .context("looking up the grant token")?
-        else {
+        let found = match token {
+            Some(token) => store.grant_by_token(token).await,
+            None => store.grant_by_token_hash(TokenHash(key)).await,
+        }
+        .context("looking up the grant token")?;
+        let Some(grant) = found else {
+            self.remember_negative(key, false);
             return Ok(Lookup::Unknown);
         };
         if !grant.is_active(now) {
+            self.remember_negative(key, true);
             return Ok(Lookup::Inactive);
         }
-        let view = Arc::new(load_view(store, grant).await?);
+        let view = Arc::new(load_view(store, key, grant).await?);
         let mut entries = self.entries.lock().expect("cache lock");
         if self.generation.load(Ordering::SeqCst) == generation {
             if entries.len() >= MAX_ENTRIES {
@@ -155,7 +240,11 @@ impl ConfigCache {
     }
 }
 
-async fn load_view(store: &Store, grant: TokenGrant) -> anyhow::Result<GrantView> {
+async fn load_view(
+    store: &Store,
+    token_key: [u8; 32],
+    grant: TokenGrant,
+) -> anyhow::Result<GrantView> {
     let mut tx = store
         .begin(grant.organisation_id)
         .await
@@ -169,7 +258,19 @@ async fn load_view(store: &Store, grant: TokenGrant) -> anyhow::Result<GrantView
     let version = store::policy::current_policy_version(&mut tx, grant.policy_id)
         .await
         .context("reading the grant's policy")?;
+    let pinned = store::server::latest_pinned_tools(&mut tx, grant.server_id)
+        .await
+        .context("reading the server's pinned tools")?;
     tx.rollback().await.context("ending the read")?;
+    let param_schemas = (!pinned.is_empty()).then(|| {
+        pinned
+            .into_iter()
+            .filter_map(|tool| {
+                let schema = tool.definition.get("inputSchema")?;
+                mcp::headers::mirrors_params(schema).then(|| (tool.name, schema.clone()))
+            })
+            .collect()
+    });
 
     let policy = policy::Policy::parse(&version.source, None).map_err(|d| {
         anyhow::anyhow!(
@@ -190,6 +291,7 @@ async fn load_view(store: &Store, grant: TokenGrant) -> anyhow::Result<GrantView
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(GrantView {
+        token_key,
         organisation: grant.organisation_id.to_string(),
         server: grant.server_id.to_string(),
         grant_id: grant.grant_id.to_string(),
@@ -198,5 +300,6 @@ async fn load_view(store: &Store, grant: TokenGrant) -> anyhow::Result<GrantView
         upstream_headers,
         policy,
         policy_version: u32::try_from(version.version).unwrap_or(0),
+        param_schemas,
     })
 }

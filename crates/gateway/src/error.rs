@@ -36,9 +36,25 @@ pub enum GatewayError {
     /// another grant's, expired). The client sees 404, after which MCP clients start a new session.
     #[error("session not found: {0}")]
     Session(#[from] mcp::session::SessionError),
-    /// This replica already proxies its maximum of GET streams. The client sees 503.
+    /// The client took longer than the configured time to send its body. The client sees 408.
+    #[error("the request body did not arrive within {} ms", .0.as_millis())]
+    BodyTimeout(std::time::Duration),
+    /// This replica already proxies its maximum of SSE streams. The client sees 503.
     #[error("too many open streams on this gateway replica")]
     TooManyStreams,
+    /// The grant's organisation already holds its share of this replica's streams. The client
+    /// sees 503.
+    #[error("this organisation already has {0} open streams on this gateway replica")]
+    TooManyOrgStreams(usize),
+    /// Too many invalid tokens came from the client's address; tokens the gateway does not
+    /// already know are refused for a while without reading the store. The client sees 429 with
+    /// `Retry-After`.
+    #[error("too many invalid grant tokens from this address; retry after {} s", retry_secs(*.0))]
+    TooManyFailures(std::time::Duration),
+    /// The replica holds its maximum of buffered request and answer bytes. The client sees 503
+    /// with `Retry-After`.
+    #[error("the gateway is holding too many request and answer bytes right now; retry shortly")]
+    Busy,
     /// The configuration (grant, server, policy) could not be read or used. The client sees 503;
     /// the cause is logged, never shown (fail closed).
     #[error("the gateway's configuration store is unavailable")]
@@ -57,12 +73,15 @@ impl GatewayError {
             GatewayError::WrongServer => StatusCode::FORBIDDEN,
             GatewayError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::BodyUnreadable => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
             // 404 is what the transport prescribes for a session the server does not know:
             // clients re-initialise on it, which is the right outcome for a foreign session id too.
             GatewayError::Session(_) => StatusCode::NOT_FOUND,
-            GatewayError::TooManyStreams | GatewayError::ConfigUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GatewayError::TooManyStreams
+            | GatewayError::TooManyOrgStreams(_)
+            | GatewayError::Busy
+            | GatewayError::ConfigUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -77,7 +96,11 @@ impl GatewayError {
             GatewayError::BodyTooLarge(_) => "body_too_large",
             GatewayError::BodyUnreadable => "body_unreadable",
             GatewayError::Session(_) => "session_not_found",
+            GatewayError::BodyTimeout(_) => "body_timeout",
             GatewayError::TooManyStreams => "too_many_streams",
+            GatewayError::TooManyOrgStreams(_) => "too_many_org_streams",
+            GatewayError::TooManyFailures(_) => "too_many_token_failures",
+            GatewayError::Busy => "busy",
             GatewayError::ConfigUnavailable(_) => "config_unavailable",
         }
     }
@@ -88,7 +111,9 @@ impl IntoResponse for GatewayError {
         let status = self.status();
         let code = match self {
             GatewayError::BodyUnreadable => mcp::code::PARSE_ERROR,
-            GatewayError::BodyTooLarge(_) => mcp::code::INVALID_REQUEST,
+            GatewayError::BodyTooLarge(_) | GatewayError::BodyTimeout(_) => {
+                mcp::code::INVALID_REQUEST
+            }
             _ => mcp::code::INTERNAL_ERROR,
         };
         if let GatewayError::ConfigUnavailable(cause) = &self {
@@ -115,6 +140,21 @@ impl IntoResponse for GatewayError {
                 HeaderValue::from_static(challenge),
             );
         }
+        let retry_after = match self {
+            GatewayError::TooManyFailures(wait) => Some(retry_secs(wait)),
+            GatewayError::Busy => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
     }
+}
+
+/// Whole seconds to wait, at least one.
+fn retry_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }

@@ -16,6 +16,7 @@
 //! written ahead through `audit::Journal`), `metrics` (Prometheus).
 #![forbid(unsafe_code)]
 
+mod budget;
 mod cache;
 mod egress;
 mod error;
@@ -24,12 +25,13 @@ pub mod invalidate;
 mod metrics;
 mod proxy;
 mod settings;
+mod streams;
+mod throttle;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use tokio::sync::Semaphore;
 
 pub use error::GatewayError;
 pub use settings::{DEFAULT_INVALIDATION_CHANNEL, Settings};
@@ -51,7 +53,9 @@ struct Inner {
     http: reqwest::Client,
     cache: cache::ConfigCache,
     metrics: metrics::Metrics,
-    streams: Arc<Semaphore>,
+    streams: Arc<streams::Streams>,
+    throttle: throttle::FailureThrottle,
+    budget: budget::Budget,
 }
 
 impl Gateway {
@@ -83,9 +87,15 @@ impl Gateway {
             .tcp_nodelay(true)
             .build()
             .context("building the upstream HTTP client")?;
-        let cache = cache::ConfigCache::new(settings.config_ttl);
-        let streams = Arc::new(Semaphore::new(settings.max_streams));
-        Ok(Gateway {
+        let cache = cache::ConfigCache::new(settings.config_ttl, settings.unknown_token_ttl);
+        let streams = Arc::new(streams::Streams::new(
+            settings.max_streams,
+            settings.max_streams_per_org,
+        ));
+        let throttle = throttle::FailureThrottle::new(settings.auth_failures_per_minute);
+        let budget = budget::Budget::new(settings.max_buffered_bytes);
+        let recheck_every = settings.config_ttl;
+        let gateway = Gateway {
             inner: Arc::new(Inner {
                 settings,
                 store,
@@ -97,8 +107,19 @@ impl Gateway {
                 cache,
                 metrics: metrics::Metrics::new(),
                 streams,
+                throttle,
+                budget,
             }),
-        })
+        };
+        // Open streams follow their grant's configuration for as long as the gateway lives.
+        tokio::runtime::Handle::try_current()
+            .context("a gateway is built inside a Tokio runtime")?
+            .spawn(streams::recheck_forever(
+                Arc::downgrade(&gateway.inner),
+                gateway.inner.streams.clone(),
+                recheck_every,
+            ));
+        Ok(gateway)
     }
 
     /// Starts listening for configuration invalidations on Redis pub/sub (when Redis is
@@ -121,6 +142,7 @@ impl Gateway {
     /// the store again.
     pub fn invalidate_all(&self) {
         self.inner.cache.clear();
+        self.inner.streams.recheck_soon();
     }
 
     /// The settings this gateway runs with.

@@ -7,30 +7,32 @@
 //! returned are the upstream's (except a filtered `tools/list` result, cut from the original).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
 use axum::body::Body as HttpBody;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt as _};
+use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use limits::{Outcome, Reservation};
-use mcp::headers::{MCP_METHOD, MCP_NAME, MCP_SESSION_ID, Revision};
+use mcp::headers::{MCP_METHOD, MCP_NAME, MCP_PARAM_PREFIX, MCP_SESSION_ID, Revision};
 use mcp::message::{Body, Id, Kind, OwnedId};
+use mcp::method;
 use mcp::reply::{self, Reply, UpstreamFailure};
 use mcp::session::{Binding, Session, SessionError};
-use mcp::{SseParser, method};
 use policy::{Call, Decision, LimitCheck, Pointer, Proceed, Subject};
 use tracing::Instrument as _;
 
+use crate::budget::{self, Held, Spent};
 use crate::cache::{GrantView, Lookup};
 use crate::event::{Record, Stamp};
+use crate::streams::Slot;
 use crate::{Gateway, GatewayError};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -86,8 +88,13 @@ pub(crate) async fn handle(
         ticket: None,
         rpc_id: None,
     };
+    let client_ip = ctx.stamp.client_addr;
     let response = async {
-        let response = match serve(&gw, &mut ctx, &server_id, &method, &headers, body).await {
+        let response = match serve(
+            &gw, &mut ctx, &server_id, client_ip, &method, &headers, body,
+        )
+        .await
+        {
             Ok(response) => response,
             Err(e) => {
                 tracing::info!(error = %e, "request refused");
@@ -167,6 +174,7 @@ async fn serve(
     gw: &Gateway,
     ctx: &mut Ctx,
     server_id: &str,
+    client_ip: Option<IpAddr>,
     method: &Method,
     headers: &HeaderMap,
     body: HttpBody,
@@ -174,13 +182,13 @@ async fn serve(
     let inner = &gw.inner;
     check_host_and_origin(&inner.settings, headers)?;
     let token = bearer_token(headers).ok_or(GatewayError::MissingToken)?;
-    let view = match inner
-        .cache
-        .lookup(&inner.store, token)
-        .await
-        .map_err(GatewayError::ConfigUnavailable)?
-    {
-        Lookup::Unknown | Lookup::Inactive => return Err(GatewayError::InvalidToken),
+    let view = match authenticate(gw, token, client_ip).await? {
+        Lookup::Unknown | Lookup::Inactive => {
+            if let Some(ip) = client_ip {
+                inner.throttle.failed(ip);
+            }
+            return Err(GatewayError::InvalidToken);
+        }
         Lookup::Active(view) => view,
     };
     let same_server = uuid::Uuid::parse_str(server_id).is_ok_and(|u| u.to_string() == view.server);
@@ -223,12 +231,10 @@ async fn serve(
     match *method {
         Method::POST => post(gw, ctx, &view, headers, body, session.as_ref()).await,
         Method::GET => {
-            let permit = inner
-                .streams
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| GatewayError::TooManyStreams)?;
-            let response = forward(
+            // A GET opens a stream: its slot is taken before the upstream is asked, and lives as
+            // long as the client's response body.
+            let slot = inner.streams.open(&view)?;
+            forward(
                 gw,
                 ctx,
                 &view,
@@ -237,15 +243,9 @@ async fn serve(
                 None,
                 session.as_ref(),
                 Expect::Other { id: None },
+                Some(slot),
             )
-            .await?;
-            // The permit lives as long as the response body: it is released when the stream ends.
-            let (parts, body) = response.into_parts();
-            let stream = body.into_data_stream().map(move |chunk| {
-                let _held = &permit;
-                chunk
-            });
-            Ok(Response::from_parts(parts, HttpBody::from_stream(stream)))
+            .await
         }
         _ => {
             forward(
@@ -257,10 +257,36 @@ async fn serve(
                 None,
                 session.as_ref(),
                 Expect::Other { id: None },
+                None,
             )
             .await
         }
     }
+}
+
+/// The token's grant: from the cache when it knows the token (as valid, or as unknown, revoked
+/// or expired), else from the store, unless the client's address has failed too often lately.
+async fn authenticate(
+    gw: &Gateway,
+    token: &str,
+    client_ip: Option<IpAddr>,
+) -> Result<Lookup, GatewayError> {
+    let inner = &gw.inner;
+    let key = store::secret::TokenHash::of(token).0;
+    if let Some(known) = inner.cache.peek(&key) {
+        return Ok(known);
+    }
+    if let Some(ip) = client_ip {
+        inner
+            .throttle
+            .check(ip)
+            .map_err(GatewayError::TooManyFailures)?;
+    }
+    inner
+        .cache
+        .lookup(&inner.store, token, key)
+        .await
+        .map_err(GatewayError::ConfigUnavailable)
 }
 
 fn check_host_and_origin(
@@ -294,18 +320,31 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Reads the client's body, refusing more than `max` bytes.
-async fn read_body(body: HttpBody, max: usize) -> Result<Bytes, GatewayError> {
-    let mut stream = body.into_data_stream();
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| GatewayError::BodyUnreadable)?;
-        if buf.len() + chunk.len() > max {
-            return Err(GatewayError::BodyTooLarge(max));
+/// Reads the client's body: at most `max_body_bytes`, within `body_timeout`, out of the
+/// replica's budget of buffered bytes (held until the request is done).
+async fn read_body(gw: &Gateway, body: HttpBody) -> Result<(Bytes, Held), GatewayError> {
+    let settings = &gw.inner.settings;
+    let max = settings.max_body_bytes;
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut held = Held::default();
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| GatewayError::BodyUnreadable)?;
+            if buf.len() + chunk.len() > max {
+                return Err(GatewayError::BodyTooLarge(max));
+            }
+            gw.inner
+                .budget
+                .take(&mut held, chunk.len())
+                .map_err(|Spent| GatewayError::Busy)?;
+            buf.extend_from_slice(&chunk);
         }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
+        Ok((buf.freeze(), held))
+    };
+    tokio::time::timeout(settings.body_timeout, read)
+        .await
+        .unwrap_or(Err(GatewayError::BodyTimeout(settings.body_timeout)))
 }
 
 /// A reply the gateway wrote, as the whole response.
@@ -346,7 +385,8 @@ async fn post(
     body: HttpBody,
     session: Option<&Session>,
 ) -> Result<Response, GatewayError> {
-    let bytes = read_body(body, gw.inner.settings.max_body_bytes).await?;
+    // The body's bytes stay counted in the budget until the request is answered.
+    let (bytes, _held) = read_body(gw, body).await?;
     let revision = match mcp::headers::protocol_version(headers) {
         Ok(r) => r.unwrap_or(Revision::DEFAULT_WITHOUT_HEADER),
         Err(e) => {
@@ -392,6 +432,7 @@ async fn post(
                 Some(body),
                 session,
                 Expect::Other { id: None },
+                None,
             )
             .await;
         }
@@ -405,6 +446,17 @@ async fn post(
         || headers.contains_key(MCP_METHOD)
         || headers.contains_key(MCP_NAME))
         && let Err(mismatch) = mcp::headers::check_mirrored_headers(headers, &message)
+    {
+        let why = mismatch.to_string();
+        return Ok(reject(
+            gw,
+            ctx,
+            reply::header_mismatch(message.id(), &mismatch),
+            why,
+        ));
+    }
+    if let Some(call) = message.tool_call()
+        && let Err(mismatch) = check_param_headers(view, revision, headers, &call)
     {
         let why = mismatch.to_string();
         return Ok(reject(
@@ -551,6 +603,7 @@ async fn post(
                     id: call_id.to_owned(),
                     reservation,
                 },
+                None,
             )
             .await
         }
@@ -567,6 +620,7 @@ async fn post(
                 Expect::ToolsList {
                     id: id.expect("a request has an id"),
                 },
+                None,
             )
             .await
         }
@@ -590,10 +644,38 @@ async fn post(
                 Expect::Other {
                     id: if is_request { id } else { None },
                 },
+                None,
             )
             .await
         }
     }
+}
+
+/// `Mcp-Param-*` headers of a `tools/call`, where the revision mirrors arguments into them (or
+/// the client sent some anyway): compared with the arguments the tool's pinned schema marks; a
+/// header the schema does not declare, or any when no snapshot is pinned, is refused too, since
+/// something routing on headers could act on a value the policy never saw.
+fn check_param_headers(
+    view: &GrantView,
+    revision: Revision,
+    headers: &HeaderMap,
+    call: &mcp::message::ToolCall<'_>,
+) -> Result<(), mcp::headers::HeaderMismatch> {
+    static NOT_MIRRORED: serde_json::Value = serde_json::Value::Null;
+    let sends_params = headers
+        .keys()
+        .any(|name| name.as_str().starts_with(MCP_PARAM_PREFIX));
+    if !revision.mirrors_headers() && !sends_params {
+        return Ok(());
+    }
+    let schema = view
+        .param_schemas
+        .as_ref()
+        .map(|schemas| schemas.get(call.name).unwrap_or(&NOT_MIRRORED));
+    if let Some(schema) = schema {
+        mcp::headers::check_param_headers(headers, schema, call.arguments)?;
+    }
+    mcp::headers::check_undeclared_param_headers(headers, schema)
 }
 
 /// `retry_task_rate` (30 per minute per grant)
@@ -703,6 +785,7 @@ async fn forward(
     body: Option<Bytes>,
     session: Option<&Session>,
     mut expect: Expect,
+    stream: Option<Slot>,
 ) -> Result<Response, GatewayError> {
     let inner = &gw.inner;
     let settings = &inner.settings;
@@ -845,9 +928,9 @@ async fn forward(
     }
     if !status.is_success() {
         // Error bodies are small; read them to tell an unknown session apart.
-        let bytes = match read_upstream(response, settings.max_response_bytes, deadline).await {
-            Ok(bytes) => bytes,
-            Err(failure) => return Ok(upstream_failure(gw, ctx, expect.id(), failure)),
+        let (bytes, held) = match read_upstream(gw, response, deadline).await {
+            Ok(read) => read,
+            Err(e) => return Ok(unread(gw, ctx, expect.id(), e)),
         };
         // Some servers answer an unknown session with 400; clients re-initialise only on 404.
         let status = if status == StatusCode::BAD_REQUEST
@@ -860,7 +943,11 @@ async fn forward(
         } else {
             status
         };
-        return Ok(build(status, out_headers, HttpBody::from(bytes)));
+        return Ok(build(
+            status,
+            out_headers,
+            budget::holding(HttpBody::from(bytes), held),
+        ));
     }
 
     let content_type = response
@@ -870,30 +957,34 @@ async fn forward(
         .unwrap_or_default()
         .to_ascii_lowercase();
     if content_type.starts_with("text/event-stream") {
-        let stream = match expect {
-            Expect::ToolsList { .. } => {
-                filtered_tools_stream(view.clone(), response, settings.max_sse_event_bytes).boxed()
-            }
-            _ => response
-                .bytes_stream()
-                .map(|chunk| chunk.map_err(std::io::Error::other))
-                .boxed(),
+        // Every stream counts against the replica's and the organisation's caps (a GET took its
+        // slot before asking; a POST learns only now that its answer is a stream), and is
+        // parsed, filtered, re-checked and bounded in time by `streams`. A request's stream that
+        // falls silent longer than the response timeout ends with the request's timeout error.
+        let slot = match stream {
+            Some(slot) => slot,
+            None => inner.streams.open(view)?,
         };
-        // A request's stream that falls silent longer than the response timeout ends with the
-        // request's "upstream did not answer in time" error, so the client never hangs. GET
-        // streams are the server's to keep open and are left alone.
-        let body = match expect.id() {
-            Some(id) if method == Method::POST => {
-                let timeout =
-                    reply::upstream_failed(Some(id.as_id()), UpstreamFailure::Timeout).sse_event();
-                HttpBody::from_stream(with_idle_timeout(
-                    stream,
-                    settings.response_timeout,
-                    Bytes::from(timeout),
-                ))
-            }
-            _ => HttpBody::from_stream(stream),
+        let request = match &expect {
+            Expect::Other { id } => id.clone(),
+            Expect::ToolsList { id } | Expect::Call { id, .. } => Some(id.clone()),
         };
+        let idle = if request.is_some() {
+            settings.response_timeout
+        } else {
+            settings.stream_idle_timeout
+        };
+        let body = HttpBody::from_stream(crate::streams::body(
+            response,
+            crate::streams::Proxied {
+                slot,
+                request,
+                tools_list: matches!(expect, Expect::ToolsList { .. }),
+                idle,
+                lifetime: settings.stream_max_lifetime,
+                max_event_bytes: settings.max_sse_event_bytes,
+            },
+        ));
         let mut out = build(status, out_headers, body);
         // Tell buffering reverse proxies in front of us to pass events as they come.
         out.headers_mut()
@@ -901,9 +992,9 @@ async fn forward(
         return Ok(out);
     }
     if content_type.starts_with("application/json") {
-        let bytes = match read_upstream(response, settings.max_response_bytes, deadline).await {
-            Ok(bytes) => bytes,
-            Err(failure) => return Ok(upstream_failure(gw, ctx, expect.id(), failure)),
+        let (bytes, held) = match read_upstream(gw, response, deadline).await {
+            Ok(read) => read,
+            Err(e) => return Ok(unread(gw, ctx, expect.id(), e)),
         };
         let bytes = match &expect {
             Expect::ToolsList { .. } => {
@@ -936,7 +1027,11 @@ async fn forward(
                 bytes
             }
         };
-        return Ok(build(status, out_headers, HttpBody::from(bytes)));
+        return Ok(build(
+            status,
+            out_headers,
+            budget::holding(HttpBody::from(bytes), held),
+        ));
     }
     // 202 Accepted and other bodiless answers pass as they are; anything else that is neither
     // JSON nor SSE is not MCP, and its bytes never reach the client (an upstream URL must not
@@ -949,8 +1044,8 @@ async fn forward(
             UpstreamFailure::BadResponse,
         ));
     }
-    let bytes = match read_upstream(response, settings.max_response_bytes, deadline).await {
-        Ok(bytes) if bytes.is_empty() => bytes,
+    let bytes = match read_upstream(gw, response, deadline).await {
+        Ok((bytes, _)) if bytes.is_empty() => bytes,
         Ok(_) => {
             return Ok(upstream_failure(
                 gw,
@@ -959,33 +1054,9 @@ async fn forward(
                 UpstreamFailure::BadResponse,
             ));
         }
-        Err(failure) => return Ok(upstream_failure(gw, ctx, expect.id(), failure)),
+        Err(e) => return Ok(unread(gw, ctx, expect.id(), e)),
     };
     Ok(build(status, out_headers, HttpBody::from(bytes)))
-}
-
-type ByteStream = futures_util::stream::BoxStream<'static, Result<Bytes, std::io::Error>>;
-
-/// `stream`, ended with `last` when it yields nothing for `idle`.
-fn with_idle_timeout(
-    stream: ByteStream,
-    idle: Duration,
-    last: Bytes,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    futures_util::stream::unfold(Some(stream), move |state| {
-        let last = last.clone();
-        async move {
-            let mut stream = state?;
-            match tokio::time::timeout(idle, stream.next()).await {
-                Ok(Some(item)) => Some((item, Some(stream))),
-                Ok(None) => None,
-                Err(_) => {
-                    tracing::warn!("upstream stream silent past the response timeout; ended");
-                    Some((Ok(last), None))
-                }
-            }
-        }
-    })
 }
 
 fn build(status: StatusCode, headers: HeaderMap, body: HttpBody) -> Response {
@@ -995,29 +1066,73 @@ fn build(status: StatusCode, headers: HeaderMap, body: HttpBody) -> Response {
     response
 }
 
-/// Reads an upstream body the gateway must look at, within the size limit and the deadline.
+/// Why an upstream body the gateway must read was not read.
+#[derive(Debug)]
+enum Unread {
+    Upstream(UpstreamFailure),
+    /// The replica's budget of buffered bytes is spent.
+    Busy,
+}
+
+/// Reads an upstream body the gateway must look at, within the size limit, the deadline and the
+/// replica's budget of buffered bytes (held until the client's response has been sent).
 async fn read_upstream(
+    gw: &Gateway,
     mut response: reqwest::Response,
-    max: usize,
     deadline: Instant,
-) -> Result<Bytes, UpstreamFailure> {
+) -> Result<(Bytes, Held), Unread> {
+    let max = gw.inner.settings.max_response_bytes;
     let read = async {
+        let mut held = Held::default();
         let mut buf = BytesMut::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|_| UpstreamFailure::BadResponse)?
+            .map_err(|_| Unread::Upstream(UpstreamFailure::BadResponse))?
         {
             if buf.len() + chunk.len() > max {
-                return Err(UpstreamFailure::BadResponse);
+                return Err(Unread::Upstream(UpstreamFailure::BadResponse));
             }
+            gw.inner
+                .budget
+                .take(&mut held, chunk.len())
+                .map_err(|Spent| Unread::Busy)?;
             buf.extend_from_slice(&chunk);
         }
-        Ok(buf.freeze())
+        Ok((buf.freeze(), held))
     };
     tokio::time::timeout_at(deadline.into(), read)
         .await
-        .unwrap_or(Err(UpstreamFailure::Timeout))
+        .unwrap_or(Err(Unread::Upstream(UpstreamFailure::Timeout)))
+}
+
+/// The answer for an upstream body that was not read.
+fn unread(gw: &Gateway, ctx: &mut Ctx, id: Option<&OwnedId>, why: Unread) -> Response {
+    match why {
+        Unread::Upstream(failure) => upstream_failure(gw, ctx, id, failure),
+        Unread::Busy => {
+            tracing::warn!("buffered-bytes budget spent; an upstream answer was dropped");
+            gw.inner.metrics.decision("busy");
+            if let Some(r) = &mut ctx.record {
+                r.message = Some("the gateway's budget of buffered bytes was spent".into());
+            }
+            let reply = reply::error(
+                id.map(OwnedId::as_id),
+                mcp::code::INTERNAL_ERROR,
+                "Gatehouse is holding too many answers in memory right now and dropped the upstream's answer; retry shortly",
+                Some(&serde_json::json!({ "gateway": "busy" })),
+                StatusCode::OK,
+            );
+            let mut response = answer(reply);
+            if id.is_none() {
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            }
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
 }
 
 fn result_is_error(bytes: &[u8]) -> Option<bool> {
@@ -1034,90 +1149,4 @@ fn result_is_error(bytes: &[u8]) -> Option<bool> {
         .ok()
         .and_then(|r| r.result)
         .map(|r| r.is_error)
-}
-
-/// A `tools/list` answered on an SSE stream: every event passes as it came, except the
-/// response's, which passes filtered. A stream the gateway cannot read is cut off rather than
-/// let through unfiltered.
-fn filtered_tools_stream(
-    view: Arc<GrantView>,
-    response: reqwest::Response,
-    max_event_bytes: usize,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    struct State {
-        upstream: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
-        parser: SseParser,
-        view: Arc<GrantView>,
-        done: bool,
-    }
-    let state = State {
-        upstream: response.bytes_stream().boxed(),
-        parser: SseParser::new(max_event_bytes),
-        view,
-        done: false,
-    };
-    fn broken(what: impl std::fmt::Display) -> std::io::Error {
-        std::io::Error::other(what.to_string())
-    }
-    fn pass(view: &GrantView, event: &mcp::SseEvent) -> Result<Bytes, std::io::Error> {
-        let Some(data) = event.message_data() else {
-            return Ok(event.raw().clone());
-        };
-        let is_response = matches!(
-            mcp::message::parse_message(data),
-            Ok(mcp::Message {
-                kind: Kind::Response(_),
-                ..
-            })
-        );
-        if !is_response || !event.terminated {
-            return Ok(event.raw().clone());
-        }
-        match mcp::tools_list::filter(data.as_bytes(), |name, _| view.policy.visible(name)) {
-            Ok(filtered) if !filtered.changed() => Ok(event.raw().clone()),
-            Ok(filtered) => {
-                let text = std::str::from_utf8(&filtered.bytes).map_err(broken)?;
-                event.with_data(text).map_err(broken)
-            }
-            Err(mcp::tools_list::ToolsListError::ErrorResponse) => Ok(event.raw().clone()),
-            Err(e) => Err(broken(e)),
-        }
-    }
-    futures_util::stream::unfold(state, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        let out = match st.upstream.next().await {
-            Some(Ok(chunk)) => match st.parser.feed(&chunk) {
-                Ok(events) => {
-                    let mut out = BytesMut::new();
-                    let mut result = Ok(());
-                    for event in &events {
-                        match pass(&st.view, event) {
-                            Ok(bytes) => out.extend_from_slice(&bytes),
-                            Err(e) => {
-                                result = Err(e);
-                                break;
-                            }
-                        }
-                    }
-                    result.map(|()| out.freeze())
-                }
-                Err(e) => Err(broken(e)),
-            },
-            Some(Err(e)) => Err(broken(e)),
-            None => {
-                st.done = true;
-                match st.parser.finish() {
-                    Ok(Some(event)) => Ok(event.raw().clone()),
-                    Ok(None) => return None,
-                    Err(e) => Err(broken(e)),
-                }
-            }
-        };
-        if out.is_err() {
-            st.done = true;
-        }
-        Some((out, st))
-    })
 }

@@ -25,8 +25,29 @@ pub struct Settings {
     pub response_timeout: Duration,
     /// How long cached configuration is trusted without an invalidation (the safety net).
     pub config_ttl: Duration,
-    /// The most proxied GET streams open at once on this replica (503 beyond).
+    /// The most SSE streams (GET streams and requests answered with a stream) open at once on
+    /// this replica (503 beyond).
     pub max_streams: usize,
+    /// The most SSE streams one organisation may hold open on this replica, so one tenant cannot
+    /// take every slot.
+    pub max_streams_per_org: usize,
+    /// How long a GET stream may stay silent (no byte from the upstream, keep-alive comments
+    /// included) before the gateway ends it. A request's stream ends after `response_timeout` of
+    /// silence, with the request's timeout error.
+    pub stream_idle_timeout: Duration,
+    /// The longest any SSE stream is kept open; clients resume GET streams with `Last-Event-ID`.
+    pub stream_max_lifetime: Duration,
+    /// The most bytes of request bodies and upstream JSON answers held in memory at once across
+    /// all requests of this replica (503 / a JSON-RPC error beyond).
+    pub max_buffered_bytes: usize,
+    /// How long a client may take to send its whole request body (408 beyond).
+    pub body_timeout: Duration,
+    /// How long an unknown, revoked or expired token is remembered as such, so repeated junk
+    /// tokens do not each read the store.
+    pub unknown_token_ttl: Duration,
+    /// How many tokens from one client address (an IPv6 /64) may fail per minute before that
+    /// address's uncached lookups are refused with 429.
+    pub auth_failures_per_minute: u32,
     /// The Redis pub/sub channel configuration changes are announced on.
     pub invalidation_channel: String,
     /// Whether upstreams on loopback and private networks may be reached. Link-local and cloud
@@ -39,7 +60,10 @@ pub const DEFAULT_INVALIDATION_CHANNEL: &str = "gatehouse:config";
 
 impl Settings {
     /// Defaults for a gateway reached on loopback: localhost names only, 1 MiB bodies,
-    /// 5 s connect and 30 s response timeouts, upstreams on loopback and private networks allowed.
+    /// 5 s connect and 30 s response timeouts, upstreams on loopback and private networks allowed;
+    /// 1,000 streams (100 per organisation) idle at most 5 min and open at most 1 h; 256 MiB of
+    /// buffered bodies; 10 s to send a body; unknown tokens remembered 10 s; 60 failed tokens per
+    /// client address and minute.
     pub fn local() -> Settings {
         Settings {
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
@@ -51,6 +75,13 @@ impl Settings {
             response_timeout: Duration::from_secs(30),
             config_ttl: Duration::from_secs(5),
             max_streams: 1000,
+            max_streams_per_org: 100,
+            stream_idle_timeout: Duration::from_secs(300),
+            stream_max_lifetime: Duration::from_secs(3600),
+            max_buffered_bytes: 256 * 1024 * 1024,
+            body_timeout: Duration::from_secs(10),
+            unknown_token_ttl: Duration::from_secs(10),
+            auth_failures_per_minute: 60,
             invalidation_channel: DEFAULT_INVALIDATION_CHANNEL.into(),
             allow_private_upstreams: true,
         }

@@ -272,6 +272,44 @@ pub fn check_param_headers(
     Ok(())
 }
 
+/// Whether `input_schema` marks any parameter with `x-mcp-header` (see [`check_param_headers`]).
+pub fn mirrors_params(input_schema: &Value) -> bool {
+    let mut marked = Vec::new();
+    collect_marked(input_schema, &mut Vec::new(), &mut marked, 0);
+    !marked.is_empty()
+}
+
+/// Refuses `Mcp-Param-*` headers that `input_schema` does not declare (no property marked with
+/// that `x-mcp-header`), or any such header when the tool's schema is unknown (`None`): a header
+/// the gateway cannot compare with the body is one that something routing on headers could act on
+/// while the policy judged the body.
+pub fn check_undeclared_param_headers(
+    headers: &HeaderMap,
+    input_schema: Option<&Value>,
+) -> Result<(), HeaderMismatch> {
+    let mut marked = Vec::new();
+    if let Some(schema) = input_schema {
+        collect_marked(schema, &mut Vec::new(), &mut marked, 0);
+    }
+    for name in headers.keys() {
+        let Some(param) = name.as_str().strip_prefix(MCP_PARAM_PREFIX) else {
+            continue;
+        };
+        if !marked
+            .iter()
+            .any(|(declared, _)| declared.eq_ignore_ascii_case(param))
+        {
+            return Err(HeaderMismatch(match input_schema {
+                Some(_) => format!("{name} header is not declared by the tool's input schema"),
+                None => {
+                    format!("{name} header cannot be checked: the tool's input schema is not known")
+                }
+            }));
+        }
+    }
+    Ok(())
+}
+
 fn param_matches(value: &Value, header: &str) -> bool {
     match value {
         Value::String(s) => s == header,

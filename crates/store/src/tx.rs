@@ -28,6 +28,26 @@ impl Store {
         Ok(Self::new(pool, keyring))
     }
 
+    /// [`Store::connect`], with every statement of the pool's connections cancelled by Postgres
+    /// after `statement_timeout` (the gateway's: a slow query gives its connection back instead of
+    /// holding it while other tenants wait).
+    pub async fn connect_with_statement_timeout(
+        database_url: &str,
+        keyring: Keyring,
+        statement_timeout: std::time::Duration,
+    ) -> Result<Self> {
+        let options: PgConnectOptions = database_url.parse()?;
+        let options = options.options([(
+            "statement_timeout",
+            format!("{}ms", statement_timeout.as_millis().max(1)),
+        )]);
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(Self::new(pool, keyring))
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

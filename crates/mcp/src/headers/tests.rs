@@ -442,3 +442,30 @@ fn header_values() {
     assert!(header_value("abc.DEF-123_~").is_some());
     assert!(header_value("a\nb").is_none());
 }
+
+#[test]
+fn undeclared_param_headers_are_refused() {
+    let schema = json!({"type": "object", "properties": {
+        "region": {"type": "string", "x-mcp-header": "Region"},
+        "note": {"type": "string"}}});
+    assert!(mirrors_params(&schema));
+    assert!(!mirrors_params(&json!({"properties": {"note": {}}})));
+    assert!(
+        check_undeclared_param_headers(&headers(&[("mcp-param-region", b"eu")]), Some(&schema))
+            .is_ok()
+    );
+    assert!(
+        check_undeclared_param_headers(&headers(&[("mcp-method", b"tools/call")]), None).is_ok()
+    );
+    let undeclared =
+        check_undeclared_param_headers(&headers(&[("mcp-param-note", b"x")]), Some(&schema));
+    assert_eq!(
+        undeclared.unwrap_err().to_string(),
+        "Header mismatch: mcp-param-note header is not declared by the tool's input schema"
+    );
+    let unknown = check_undeclared_param_headers(&headers(&[("mcp-param-region", b"eu")]), None);
+    assert_eq!(
+        unknown.unwrap_err().to_string(),
+        "Header mismatch: mcp-param-region header cannot be checked: the tool's input schema is not known"
+    );
+}
