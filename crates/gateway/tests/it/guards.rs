@@ -194,14 +194,11 @@ async fn buffered_bytes_are_bounded_across_requests(pool: PgPool) {
 
     let first = first.await.expect("first");
     assert_eq!(first.status, 200);
-    assert_eq!(
-        first.json()["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .len()
-            > 40_000,
-        true
-    );
+    let text = first.json()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .len();
+    assert!(text > 40_000, "{text}");
     // Everything was given back: a big body and then a big answer fit again.
     let again = post(&gw.url(&seed), Some(&seed.token), big, &[]).await;
     assert_eq!(again.status, 200, "{}", again.body);
@@ -261,13 +258,15 @@ async fn mcp_param_headers_must_agree_with_the_arguments(pool: PgPool) {
             post(&url, Some(&token), body, &headers).await
         }
     };
-    let cases: Vec<(
-        &Seed,
+    /// Whose server, which tool, its arguments, extra headers, the refusal expected (if any).
+    type Case<'s> = (
+        &'s Seed,
         &'static str,
         serde_json::Value,
         Vec<(&'static str, &'static str)>,
-        Option<&str>,
-    )> = vec![
+        Option<&'static str>,
+    );
+    let cases: Vec<Case<'_>> = vec![
         (
             &pinned,
             "retry_task",
@@ -345,4 +344,27 @@ async fn mcp_param_headers_must_agree_with_the_arguments(pool: PgPool) {
     }
     // Refused calls never reached the upstream.
     assert_eq!(recorder.arrivals.lock().unwrap().len(), forwarded);
+}
+
+/// The gateway's pool (`gatehouse gateway` connects with `GATEHOUSE_STATEMENT_TIMEOUT_MS`):
+/// Postgres cancels a statement that runs past the timeout, so a slow query gives its connection
+/// back instead of holding it while other tenants wait.
+#[tokio::test]
+async fn the_gateways_pool_cancels_slow_statements() {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let store = store::Store::connect_with_statement_timeout(
+        &url,
+        store::secret::Keyring::new(store::secret::SealingKey::generate(1)),
+        Duration::from_millis(100),
+    )
+    .await
+    .expect("connect");
+    let started = Instant::now();
+    let slow = sqlx::query("select pg_sleep(5)")
+        .execute(store.pool())
+        .await;
+    let error = slow.expect_err("cancelled").to_string();
+    assert!(error.contains("statement timeout"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(3));
 }
