@@ -243,11 +243,19 @@ fn gateway_configuration_errors_name_the_variable() {
         .args(["gateway"])
         .env_clear()
         .env("GATEHOUSE_LISTEN", "not-an-address")
+        .env("GATEHOUSE_MAX_STREAMS_PER_ORG", "0")
+        .env("GATEHOUSE_MAX_BUFFERED_BYTES", "1024")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for var in ["DATABASE_URL", "GATEHOUSE_SECRET_KEY", "GATEHOUSE_LISTEN"] {
+    for var in [
+        "DATABASE_URL",
+        "GATEHOUSE_SECRET_KEY",
+        "GATEHOUSE_LISTEN",
+        "GATEHOUSE_MAX_STREAMS_PER_ORG",
+        "GATEHOUSE_MAX_BUFFERED_BYTES",
+    ] {
         assert!(stderr.contains(var), "{var} not named in: {stderr}");
     }
 }
