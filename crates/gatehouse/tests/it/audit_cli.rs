@@ -50,10 +50,21 @@ async fn ingest_then_verify_export_and_tamper_through_the_cli() {
         .to_owned();
     let org: OrgId = org_id.parse().unwrap();
 
-    // Configuration errors are named, before anything runs.
-    let out = run(&["ingest"]);
+    // Configuration errors are named, every one, before anything runs.
+    let out = gatehouse(
+        &url,
+        &["ingest"],
+        &[
+            ("REDIS_URL", "http://127.0.0.1:6379"),
+            ("GATEHOUSE_INGEST_BATCH", "0"),
+            ("GATEHOUSE_AUDIT_SHARDS", "0"),
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("REDIS_URL"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for var in ["REDIS_URL", "GATEHOUSE_INGEST_BATCH", "GATEHOUSE_AUDIT_SHARDS"] {
+        assert!(stderr.contains(var), "{var} not named: {stderr}");
+    }
 
     let prefix = format!("test:cli:{}", uuid::Uuid::new_v4().simple());
     let streams = StreamConfig {
