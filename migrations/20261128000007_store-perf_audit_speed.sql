@@ -61,7 +61,8 @@ group by 1, 2, 3, 4, 5, 6, 7;
 -- `organisation_id = gatehouse_org_id()` keeps it to the caller's organisation exactly as the policy
 -- would; the caller fetches the rows by these keys under row-level security. Every statement is run
 -- with EXECUTE, so it is planned for its actual arguments: the `(p is null or …)` conditions fold away
--- and the time bounds prune the plan to the partitions they cover. Three ways, by the filters:
+-- and the time bounds prune the plan to the partitions they cover. JIT is off: compiling a plan over
+-- many partitions takes far longer than reading one page. Three ways, by the filters:
 -- - none but time: one ordered read of the key index.
 -- - exact-match filters (server, grant, identity, tool, decision) without text: the hours of
 --   audit_hour_facet that hold matches, newest first, with their counts (read in windows of time
@@ -78,7 +79,7 @@ create or replace function gatehouse_audit_search(
     p_from timestamptz, p_to timestamptz, p_server uuid, p_grant uuid, p_identity text, p_tool text,
     p_decision text, p_pattern text, p_before timestamptz, p_before_id uuid, p_limit integer)
 returns table (audit_event_id uuid, occurred_at timestamptz)
-language plpgsql stable security definer set search_path = public, pg_temp
+language plpgsql stable security definer set search_path = public, pg_temp set jit = off
 as $fn$
 declare
     org uuid := gatehouse_org_id();

@@ -657,21 +657,32 @@ pub async fn audit_page(
     .await?;
     let ids: Vec<Uuid> = keys.iter().map(|k| k.audit_event_id).collect();
     let times: Vec<OffsetDateTime> = keys.iter().map(|k| k.occurred_at).collect();
-    // Custom plans so that `occurred_at = any(…)` prunes to the partitions of this page.
+    let (Some(oldest), Some(newest)) = (times.iter().min(), times.iter().max()) else {
+        return Ok(AuditPage {
+            events: Vec::new(),
+            next: None,
+        });
+    };
+    // Each key is one exact probe of the key index; custom plans so that the page's time span
+    // prunes the plan to the partitions it covers.
     force_custom_plans(tx.conn()).await?;
     let rows = sqlx::query!(
         r#"
-        select audit_event_id, occurred_at, sequence, prev_hash, hash, server_id, access_grant_id,
-               identity, session_id, method, tool_name, arguments, decision::text as "decision!",
-               rule, message, policy_version, upstream_status, is_error, latency_us,
-               host(client_addr) as client_addr, user_agent
-        from audit_event
-        where organisation_id = $1 and audit_event_id = any($2) and occurred_at = any($3)
-        order by occurred_at desc, audit_event_id desc
+        select e.audit_event_id, e.occurred_at, e.sequence, e.prev_hash, e.hash, e.server_id,
+               e.access_grant_id, e.identity, e.session_id, e.method, e.tool_name, e.arguments,
+               e.decision::text as "decision!", e.rule, e.message, e.policy_version,
+               e.upstream_status, e.is_error, e.latency_us, host(e.client_addr) as client_addr,
+               e.user_agent
+        from unnest($2::uuid[], $3::timestamptz[]) as k(id, occurred_at)
+        join audit_event e on e.occurred_at = k.occurred_at and e.audit_event_id = k.id
+        where e.organisation_id = $1 and e.occurred_at >= $4 and e.occurred_at <= $5
+        order by e.occurred_at desc, e.audit_event_id desc
         "#,
         org.as_uuid(),
         &ids,
         &times,
+        oldest,
+        newest,
     )
     .fetch_all(tx.conn())
     .await?;
