@@ -144,14 +144,13 @@ async fn seed(pool: &PgPool, events: i64) -> anyhow::Result<()> {
         "#
     )))
     .await?;
-    let indexes: Vec<(String, String)> = sqlx::query(
-        "select indexname, indexdef from pg_indexes where tablename = 'audit_event'",
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|r| (r.get(0), r.get(1)))
-    .collect();
+    let indexes: Vec<(String, String)> =
+        sqlx::query("select indexname, indexdef from pg_indexes where tablename = 'audit_event'")
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
     for (name, _) in &indexes {
         conn.execute(sqlx::AssertSqlSafe(format!("drop index {name}")))
             .await?;
