@@ -297,6 +297,10 @@ impl Ingester {
         let mut ack: Vec<&str> = Vec::new();
         let mut dead: Vec<&Entry> = Vec::new();
         for entry in &fetched.entries {
+            // A write-ahead whose outcome is here is acknowledged with it, unread.
+            if entry.kind() == Some("w") && answered.contains(entry.id.as_str()) {
+                continue;
+            }
             let record = match entry.record() {
                 Some(r) => r,
                 None => {
@@ -316,7 +320,6 @@ impl Ingester {
                     events.push(record.to_new_event());
                     ack.push(&entry.id);
                 }
-                Some("w") if answered.contains(entry.id.as_str()) => {}
                 Some("w") => {
                     if entry.age_ms(now_ms) >= grace_ms {
                         let mut r = record;

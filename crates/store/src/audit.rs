@@ -228,24 +228,15 @@ pub(crate) struct ChainHead {
     pub(crate) last_hash: Vec<u8>,
 }
 
-/// Locks the organisation's chain head for the rest of the transaction, creating it on first use.
+/// Locks the organisation's chain head for the rest of the transaction, creating it on first use
+/// (one statement: the no-op update of an existing head takes its row lock).
 pub(crate) async fn lock_chain_head(tx: &mut OrgTx, chain: Chain) -> Result<ChainHead> {
     let org = tx.org().as_uuid();
-    sqlx::query!(
-        r#"
-        insert into chain_head (organisation_id, chain) values ($1, $2)
-        on conflict (organisation_id, chain) do nothing
-        "#,
-        org,
-        chain.as_str(),
-    )
-    .execute(tx.conn())
-    .await?;
     let row = sqlx::query!(
         r#"
-        select last_sequence, last_hash from chain_head
-        where organisation_id = $1 and chain = $2
-        for update
+        insert into chain_head (organisation_id, chain) values ($1, $2)
+        on conflict (organisation_id, chain) do update set last_sequence = chain_head.last_sequence
+        returning last_sequence, last_hash
         "#,
         org,
         chain.as_str(),
@@ -289,8 +280,13 @@ pub struct IngestReport {
 }
 
 impl Store {
-    /// Stores a batch of events, idempotently on their ids, extending each organisation's chain in
-    /// one transaction per organisation. Acknowledge the batch upstream only after this returns.
+    /// Stores a batch of events, idempotently on their (organisation, id, time), extending each
+    /// organisation's chain, all in one transaction (one commit, so one WAL flush, per batch).
+    /// Acknowledge the batch upstream only after this returns.
+    ///
+    /// A batch is new in the common case, so it is first stored without looking for stored copies;
+    /// if the unique key refuses one (a retried batch), the transaction is rolled back and the batch
+    /// stored again, skipping what is already there.
     #[tracing::instrument(skip_all, fields(events = events.len()))]
     pub async fn insert_audit_batch(&self, events: &[NewAuditEvent]) -> Result<IngestReport> {
         let mut by_org: BTreeMap<OrgId, Vec<NewAuditEvent>> = BTreeMap::new();
@@ -299,129 +295,180 @@ impl Store {
             e.occurred_at = truncate_to_micros(e.occurred_at.to_offset(time::UtcOffset::UTC));
             by_org.entry(e.organisation_id).or_default().push(e);
         }
-        let mut report = IngestReport::default();
-        for (org, events) in by_org {
-            let mut tx = self.begin(org).await?;
-            let r = insert_org_batch(&mut tx, events).await?;
-            tx.commit().await?;
-            report.inserted += r.inserted;
-            report.duplicates += r.duplicates;
+        if by_org.is_empty() {
+            return Ok(IngestReport::default());
         }
-        Ok(report)
+        if let Some(report) = self.insert_batch_once(&by_org, false).await? {
+            return Ok(report);
+        }
+        self.insert_batch_once(&by_org, true).await?.ok_or_else(|| {
+            Error::Audit("an event stored concurrently despite the chain head's lock".into())
+        })
+    }
+
+    /// One attempt at storing the batch; `None` when an event was already stored and
+    /// `skip_stored` was off (nothing was committed).
+    async fn insert_batch_once(
+        &self,
+        by_org: &BTreeMap<OrgId, Vec<NewAuditEvent>>,
+        skip_stored: bool,
+    ) -> Result<Option<IngestReport>> {
+        let first = *by_org.keys().next().expect("a non-empty batch");
+        let mut tx = self.begin(first).await?;
+        let days = by_org.values().flatten().map(|e| e.occurred_at.date());
+        let (first_day, last_day) =
+            days.fold((Date::MAX, Date::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
+        let span = (last_day - first_day).whole_days() + 1;
+        if span > 400 {
+            return Err(Error::Audit(format!(
+                "a batch may span at most 400 days, this one spans {span}"
+            )));
+        }
+        sqlx::query!(
+            "select gatehouse_audit_partition_ensure($1, $2)",
+            first_day,
+            span as i32
+        )
+        .fetch_all(tx.conn())
+        .await?;
+        let mut report = IngestReport::default();
+        // Organisations in a fixed order, so concurrent ingesters lock chain heads in the same order.
+        for (org, events) in by_org {
+            tx.rescope(*org).await?;
+            match insert_org_batch(&mut tx, events, skip_stored).await? {
+                Some(r) => {
+                    report.inserted += r.inserted;
+                    report.duplicates += r.duplicates;
+                }
+                None => {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(report))
     }
 }
 
-async fn insert_org_batch(tx: &mut OrgTx, mut events: Vec<NewAuditEvent>) -> Result<IngestReport> {
+/// Extends the transaction's organisation's chain with `events` (times already normalised).
+/// With `skip_stored`, events already stored are left out first; without, `None` tells that one
+/// was (the transaction is then aborted).
+async fn insert_org_batch(
+    tx: &mut OrgTx,
+    events: &[NewAuditEvent],
+    skip_stored: bool,
+) -> Result<Option<IngestReport>> {
     let org = tx.org().as_uuid();
     let total = events.len() as u64;
-    // Lock first: with the head held, no other writer can insert one of these ids concurrently,
+    // Lock first: with the head held, no other writer can insert one of these events concurrently,
     // so "skip what is already stored" below is exact.
     let head = lock_chain_head(tx, Chain::Audit).await?;
-
-    let ids: Vec<Uuid> = events.iter().map(|e| e.audit_event_id.as_uuid()).collect();
-    let times: Vec<OffsetDateTime> = events.iter().map(|e| e.occurred_at).collect();
-    let existing: HashSet<(Uuid, OffsetDateTime)> = sqlx::query!(
-        r#"
-        select audit_event_id, occurred_at from audit_event
-        where organisation_id = $1 and audit_event_id = any($2) and occurred_at = any($3)
-        "#,
-        org,
-        &ids,
-        &times,
-    )
-    .fetch_all(tx.conn())
-    .await?
-    .into_iter()
-    .map(|r| (r.audit_event_id, r.occurred_at))
-    .collect();
-    let mut seen = existing;
-    events.retain(|e| seen.insert((e.audit_event_id.as_uuid(), e.occurred_at)));
-    let inserted = events.len() as u64;
-    if events.is_empty() {
-        return Ok(IngestReport {
+    let mut kept: Vec<&NewAuditEvent> = events.iter().collect();
+    if skip_stored {
+        let ids: Vec<Uuid> = events.iter().map(|e| e.audit_event_id.as_uuid()).collect();
+        let times: Vec<OffsetDateTime> = events.iter().map(|e| e.occurred_at).collect();
+        let mut seen: HashSet<(Uuid, OffsetDateTime)> = sqlx::query!(
+            r#"
+            select audit_event_id, occurred_at from audit_event
+            where organisation_id = $1 and audit_event_id = any($2) and occurred_at = any($3)
+            "#,
+            org,
+            &ids,
+            &times,
+        )
+        .fetch_all(tx.conn())
+        .await?
+        .into_iter()
+        .map(|r| (r.audit_event_id, r.occurred_at))
+        .collect();
+        kept.retain(|e| seen.insert((e.audit_event_id.as_uuid(), e.occurred_at)));
+    }
+    let inserted = kept.len() as u64;
+    if kept.is_empty() {
+        return Ok(Some(IngestReport {
             inserted: 0,
             duplicates: total,
-        });
+        }));
     }
-
-    let first_day = events
-        .iter()
-        .map(|e| e.occurred_at.date())
-        .min()
-        .expect("non-empty");
-    let last_day = events
-        .iter()
-        .map(|e| e.occurred_at.date())
-        .max()
-        .expect("non-empty");
-    let span = (last_day - first_day).whole_days() + 1;
-    if span > 400 {
-        return Err(Error::Audit(format!(
-            "a batch may span at most 400 days, this one spans {span}"
-        )));
-    }
-    sqlx::query!(
-        "select gatehouse_audit_partition_ensure($1, $2)",
-        first_day,
-        span as i32
-    )
-    .fetch_all(tx.conn())
-    .await?;
 
     let mut sequence = head.last_sequence;
     let mut prev = head.last_hash;
-    let n = events.len();
+    let n = kept.len();
     let mut seqs = Vec::with_capacity(n);
     let mut prevs = Vec::with_capacity(n);
     let mut hashes = Vec::with_capacity(n);
-    for e in &events {
+    for e in &kept {
         sequence += 1;
         let hash = link_hash(&prev, &canonical_audit_event(e, sequence)).to_vec();
         seqs.push(sequence);
         prevs.push(std::mem::replace(&mut prev, hash.clone()));
         hashes.push(hash);
     }
-    let col =
-        |f: &dyn Fn(&NewAuditEvent) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
-    let ids: Vec<Uuid> = events.iter().map(|e| e.audit_event_id.as_uuid()).collect();
-    let times: Vec<OffsetDateTime> = events.iter().map(|e| e.occurred_at).collect();
-    let servers: Vec<Uuid> = events.iter().map(|e| e.server_id.as_uuid()).collect();
-    let grants: Vec<Uuid> = events.iter().map(|e| e.grant_id.as_uuid()).collect();
-    let identities: Vec<String> = events.iter().map(|e| e.identity.clone()).collect();
-    let sessions = col(&|e| e.session_id.clone());
-    let methods: Vec<String> = events.iter().map(|e| e.method.clone()).collect();
-    let tools = col(&|e| e.tool_name.clone());
-    let arguments: Vec<Value> = events.iter().map(|e| e.arguments.clone()).collect();
-    let decisions: Vec<String> = events
+    let ids: Vec<Uuid> = kept.iter().map(|e| e.audit_event_id.as_uuid()).collect();
+    let times: Vec<OffsetDateTime> = kept.iter().map(|e| e.occurred_at).collect();
+    let servers: Vec<Uuid> = kept.iter().map(|e| e.server_id.as_uuid()).collect();
+    let grants: Vec<Uuid> = kept.iter().map(|e| e.grant_id.as_uuid()).collect();
+    let identities: Vec<&str> = kept.iter().map(|e| e.identity.as_str()).collect();
+    let sessions: Vec<Option<&str>> = kept.iter().map(|e| e.session_id.as_deref()).collect();
+    let methods: Vec<&str> = kept.iter().map(|e| e.method.as_str()).collect();
+    let tools: Vec<Option<&str>> = kept.iter().map(|e| e.tool_name.as_deref()).collect();
+    let arguments: Vec<&Value> = kept.iter().map(|e| &e.arguments).collect();
+    let decisions: Vec<&str> = kept.iter().map(|e| e.decision.as_str()).collect();
+    let rules: Vec<Option<&str>> = kept.iter().map(|e| e.rule.as_deref()).collect();
+    let messages: Vec<Option<&str>> = kept.iter().map(|e| e.message.as_deref()).collect();
+    let versions: Vec<Option<i32>> = kept.iter().map(|e| e.policy_version).collect();
+    let statuses: Vec<Option<i32>> = kept.iter().map(|e| e.upstream_status).collect();
+    let is_errors: Vec<Option<bool>> = kept.iter().map(|e| e.is_error).collect();
+    let latencies: Vec<Option<i64>> = kept.iter().map(|e| e.latency_us).collect();
+    let addrs: Vec<Option<String>> = kept
         .iter()
-        .map(|e| e.decision.as_str().to_owned())
+        .map(|e| e.client_addr.map(|a| a.to_string()))
         .collect();
-    let rules = col(&|e| e.rule.clone());
-    let messages = col(&|e| e.message.clone());
-    let versions: Vec<Option<i32>> = events.iter().map(|e| e.policy_version).collect();
-    let statuses: Vec<Option<i32>> = events.iter().map(|e| e.upstream_status).collect();
-    let is_errors: Vec<Option<bool>> = events.iter().map(|e| e.is_error).collect();
-    let latencies: Vec<Option<i64>> = events.iter().map(|e| e.latency_us).collect();
-    let addrs = col(&|e| e.client_addr.map(|a| a.to_string()));
-    let agents = col(&|e| e.user_agent.clone());
+    let agents: Vec<Option<&str>> = kept.iter().map(|e| e.user_agent.as_deref()).collect();
 
-    sqlx::query!(
+    // One statement: the events, both hourly rollups and the chain's new head.
+    let stored = sqlx::query!(
         r#"
-        insert into audit_event (
-            audit_event_id, organisation_id, occurred_at, sequence, prev_hash, hash, server_id,
-            access_grant_id, identity, session_id, method, tool_name, arguments, decision, rule,
-            message, policy_version, upstream_status, is_error, latency_us, client_addr, user_agent)
-        select e.id, $1, e.occurred_at, e.seq, e.prev_hash, e.hash, e.server_id, e.grant_id,
-               e.identity, e.session_id, e.method, e.tool_name, e.arguments, e.decision::audit_decision,
-               e.rule, e.message, e.policy_version, e.upstream_status, e.is_error, e.latency_us,
-               e.client_addr::inet, e.user_agent
-        from unnest($2::uuid[], $3::timestamptz[], $4::int8[], $5::bytea[], $6::bytea[], $7::uuid[],
-                    $8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[],
-                    $14::text[], $15::text[], $16::text[], $17::int4[], $18::int4[], $19::bool[],
-                    $20::int8[], $21::text[], $22::text[])
-             as e(id, occurred_at, seq, prev_hash, hash, server_id, grant_id, identity, session_id,
-                  method, tool_name, arguments, decision, rule, message, policy_version,
-                  upstream_status, is_error, latency_us, client_addr, user_agent)
+        with events as (
+            insert into audit_event (
+                audit_event_id, organisation_id, occurred_at, sequence, prev_hash, hash, server_id,
+                access_grant_id, identity, session_id, method, tool_name, arguments, decision, rule,
+                message, policy_version, upstream_status, is_error, latency_us, client_addr, user_agent)
+            select e.id, $1, e.occurred_at, e.seq, e.prev_hash, e.hash, e.server_id, e.grant_id,
+                   e.identity, e.session_id, e.method, e.tool_name, e.arguments,
+                   e.decision::audit_decision, e.rule, e.message, e.policy_version, e.upstream_status,
+                   e.is_error, e.latency_us, e.client_addr::inet, e.user_agent
+            from unnest($2::uuid[], $3::timestamptz[], $4::int8[], $5::bytea[], $6::bytea[],
+                        $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[],
+                        $13::jsonb[], $14::text[], $15::text[], $16::text[], $17::int4[], $18::int4[],
+                        $19::bool[], $20::int8[], $21::text[], $22::text[])
+                 as e(id, occurred_at, seq, prev_hash, hash, server_id, grant_id, identity,
+                      session_id, method, tool_name, arguments, decision, rule, message,
+                      policy_version, upstream_status, is_error, latency_us, client_addr, user_agent)
+        ),
+        hour_counts as (
+            insert into audit_hour_count (organisation_id, hour, server_id, decision, event_count)
+            select $1::uuid, date_trunc('hour', x.t, 'UTC'), x.s, x.d::audit_decision, count(*)
+            from unnest($3::timestamptz[], $7::uuid[], $14::text[]) as x(t, s, d)
+            group by 1, 2, 3, 4
+            on conflict (organisation_id, hour, server_id, decision)
+            do update set event_count = audit_hour_count.event_count + excluded.event_count
+        ),
+        facets as (
+            insert into audit_hour_facet (organisation_id, hour, server_id, access_grant_id,
+                                          identity, tool_name, decision, event_count)
+            select $1::uuid, date_trunc('hour', x.t, 'UTC'), x.s, x.g, x.i, coalesce(x.tool, ''),
+                   x.d::audit_decision, count(*)
+            from unnest($3::timestamptz[], $7::uuid[], $8::uuid[], $9::text[], $12::text[],
+                        $14::text[]) as x(t, s, g, i, tool, d)
+            group by 1, 2, 3, 4, 5, 6, 7
+            on conflict (organisation_id, hour, server_id, access_grant_id, identity, tool_name,
+                         decision)
+            do update set event_count = audit_hour_facet.event_count + excluded.event_count
+        )
+        update chain_head set last_sequence = $23, last_hash = $24, updated_at = now()
+        where organisation_id = $1 and chain = 'audit'
         "#,
         org,
         &ids,
@@ -431,46 +478,39 @@ async fn insert_org_batch(tx: &mut OrgTx, mut events: Vec<NewAuditEvent>) -> Res
         &hashes,
         &servers,
         &grants,
-        &identities,
-        &sessions as &[Option<String>],
-        &methods,
-        &tools as &[Option<String>],
-        &arguments,
-        &decisions,
-        &rules as &[Option<String>],
-        &messages as &[Option<String>],
+        &identities as &[&str],
+        &sessions as &[Option<&str>],
+        &methods as &[&str],
+        &tools as &[Option<&str>],
+        &arguments as &[&Value],
+        &decisions as &[&str],
+        &rules as &[Option<&str>],
+        &messages as &[Option<&str>],
         &versions as &[Option<i32>],
         &statuses as &[Option<i32>],
         &is_errors as &[Option<bool>],
         &latencies as &[Option<i64>],
         &addrs as &[Option<String>],
-        &agents as &[Option<String>],
+        &agents as &[Option<&str>],
+        sequence,
+        &prev,
     )
     .execute(tx.conn())
-    .await?;
-
-    sqlx::query!(
-        r#"
-        insert into audit_hour_count (organisation_id, hour, server_id, decision, event_count)
-        select $1::uuid, date_trunc('hour', x.t, 'UTC'), x.s, x.d::audit_decision, count(*)
-        from unnest($2::timestamptz[], $3::uuid[], $4::text[]) as x(t, s, d)
-        group by 1, 2, 3, 4
-        on conflict (organisation_id, hour, server_id, decision)
-        do update set event_count = audit_hour_count.event_count + excluded.event_count
-        "#,
-        org,
-        &times,
-        &servers,
-        &decisions,
-    )
-    .execute(tx.conn())
-    .await?;
-
-    store_chain_head(tx, Chain::Audit, sequence, &prev).await?;
-    Ok(IngestReport {
-        inserted,
-        duplicates: total - inserted,
-    })
+    .await;
+    match stored {
+        Ok(_) => Ok(Some(IngestReport {
+            inserted,
+            duplicates: total - inserted,
+        })),
+        Err(e)
+            if !skip_stored
+                && e.as_database_error()
+                    .is_some_and(|d| d.is_unique_violation()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The viewer's filters; every field narrows the result, `None` means "any".
@@ -617,21 +657,32 @@ pub async fn audit_page(
     .await?;
     let ids: Vec<Uuid> = keys.iter().map(|k| k.audit_event_id).collect();
     let times: Vec<OffsetDateTime> = keys.iter().map(|k| k.occurred_at).collect();
-    // Custom plans so that `occurred_at = any(…)` prunes to the partitions of this page.
+    let (Some(oldest), Some(newest)) = (times.iter().min(), times.iter().max()) else {
+        return Ok(AuditPage {
+            events: Vec::new(),
+            next: None,
+        });
+    };
+    // Each key is one exact probe of the key index; custom plans so that the page's time span
+    // prunes the plan to the partitions it covers.
     force_custom_plans(tx.conn()).await?;
     let rows = sqlx::query!(
         r#"
-        select audit_event_id, occurred_at, sequence, prev_hash, hash, server_id, access_grant_id,
-               identity, session_id, method, tool_name, arguments, decision::text as "decision!",
-               rule, message, policy_version, upstream_status, is_error, latency_us,
-               host(client_addr) as client_addr, user_agent
-        from audit_event
-        where organisation_id = $1 and audit_event_id = any($2) and occurred_at = any($3)
-        order by occurred_at desc, audit_event_id desc
+        select e.audit_event_id, e.occurred_at, e.sequence, e.prev_hash, e.hash, e.server_id,
+               e.access_grant_id, e.identity, e.session_id, e.method, e.tool_name, e.arguments,
+               e.decision::text as "decision!", e.rule, e.message, e.policy_version,
+               e.upstream_status, e.is_error, e.latency_us, host(e.client_addr) as client_addr,
+               e.user_agent
+        from unnest($2::uuid[], $3::timestamptz[]) as k(id, occurred_at)
+        join audit_event e on e.occurred_at = k.occurred_at and e.audit_event_id = k.id
+        where e.organisation_id = $1 and e.occurred_at >= $4 and e.occurred_at <= $5
+        order by e.occurred_at desc, e.audit_event_id desc
         "#,
         org.as_uuid(),
         &ids,
         &times,
+        oldest,
+        newest,
     )
     .fetch_all(tx.conn())
     .await?;
@@ -658,8 +709,10 @@ pub struct HourlyCount {
     pub count: i64,
 }
 
-/// Counts per hour (UTC) and decision within `[from, to)` matching `filter`. Filters on time,
-/// server and decision read the hourly rollup; any other filter counts the matching events.
+/// Counts per hour (UTC) and decision within `[from, to)` matching `filter`. Without a text filter
+/// the counts come from the hourly rollups (whole hours: the hour `from` falls in counts entirely):
+/// `audit_hour_count` for time, server and decision, `audit_hour_facet` when grant, identity or
+/// tool is filtered too. A text filter counts the matching events themselves.
 #[tracing::instrument(skip(tx))]
 pub async fn audit_hourly_counts(
     tx: &mut OrgTx,
@@ -669,11 +722,11 @@ pub async fn audit_hourly_counts(
 ) -> Result<Vec<HourlyCount>> {
     let org = tx.org().as_uuid();
     force_custom_plans(tx.conn()).await?;
-    let rollup_suffices = filter.grant.is_none()
+    let counts_suffice = filter.grant.is_none()
         && filter.identity.is_none()
         && filter.tool.is_none()
         && filter.text.is_none();
-    let rows: Vec<(OffsetDateTime, String, i64)> = if rollup_suffices {
+    let rows: Vec<(OffsetDateTime, String, i64)> = if counts_suffice {
         sqlx::query!(
             r#"
             select hour, decision::text as "decision!", sum(event_count)::int8 as "count!"
@@ -689,6 +742,35 @@ pub async fn audit_hourly_counts(
             from,
             to,
             filter.server.map(|s| s.as_uuid()),
+            filter.decision.map(AuditDecision::as_str),
+        )
+        .fetch_all(tx.conn())
+        .await?
+        .into_iter()
+        .map(|r| (r.hour, r.decision, r.count))
+        .collect()
+    } else if filter.text.is_none() {
+        sqlx::query!(
+            r#"
+            select hour, decision::text as "decision!", sum(event_count)::int8 as "count!"
+            from audit_hour_facet
+            where organisation_id = $1
+              and hour >= date_trunc('hour', $2::timestamptz, 'UTC') and hour < $3
+              and ($4::uuid is null or server_id = $4)
+              and ($5::uuid is null or access_grant_id = $5)
+              and ($6::text is null or identity = $6)
+              and ($7::text is null or tool_name = $7)
+              and ($8::text is null or decision = $8::audit_decision)
+            group by hour, decision
+            order by hour, decision
+            "#,
+            org,
+            from,
+            to,
+            filter.server.map(|s| s.as_uuid()),
+            filter.grant.map(|g| g.as_uuid()),
+            filter.identity.as_deref(),
+            filter.tool.as_deref(),
             filter.decision.map(AuditDecision::as_str),
         )
         .fetch_all(tx.conn())

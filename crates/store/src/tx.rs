@@ -73,8 +73,19 @@ impl Store {
     /// `gatehouse.org_id` set, so row-level security hides every other organisation's rows even
     /// from a query that forgets its own `organisation_id` filter.
     pub async fn begin(&self, org: OrgId) -> Result<OrgTx> {
-        let tx = self.pool.begin().await?;
-        OrgTx::scope(tx, org, self.keyring.clone()).await
+        // One round trip: the transaction starts already narrowed to the role and organisation.
+        let tx = self
+            .pool
+            .begin_with(sqlx::AssertSqlSafe(format!(
+                "begin; {}",
+                OrgTx::scope_statement(org)
+            )))
+            .await?;
+        Ok(OrgTx {
+            tx,
+            org,
+            keyring: self.keyring.clone(),
+        })
     }
 
     /// A transaction as the restricted role with no organisation: only the narrow security-definer
@@ -104,16 +115,35 @@ impl OrgTx {
         org: OrgId,
         keyring: Keyring,
     ) -> Result<Self> {
-        sqlx::raw_sql("set local role gatehouse_app")
+        sqlx::raw_sql(sqlx::AssertSqlSafe(Self::scope_statement(org)))
             .execute(&mut *tx)
             .await?;
-        sqlx::query!(
-            "select set_config('gatehouse.org_id', $1, true)",
-            org.to_string()
-        )
-        .fetch_one(&mut *tx)
-        .await?;
         Ok(OrgTx { tx, org, keyring })
+    }
+
+    /// The statements that narrow a transaction to `org`. The organisation is a UUID formatted by
+    /// us, so it is safe inside the text; one simple query sets both in one round trip.
+    fn scope_statement(org: OrgId) -> String {
+        format!(
+            "set local role gatehouse_app; select set_config('gatehouse.org_id', '{}', true)",
+            org.as_uuid()
+        )
+    }
+
+    /// Re-scopes the transaction to another organisation, for a writer that stores several
+    /// organisations' rows in one commit (the audit ingester). Row-level security follows at once;
+    /// every function called afterwards filters by the new [`OrgTx::org`].
+    pub(crate) async fn rescope(&mut self, org: OrgId) -> Result<()> {
+        if org != self.org {
+            sqlx::query!(
+                "select set_config('gatehouse.org_id', $1, true)",
+                org.to_string()
+            )
+            .fetch_one(&mut *self.tx)
+            .await?;
+            self.org = org;
+        }
+        Ok(())
     }
 
     pub fn org(&self) -> OrgId {

@@ -124,7 +124,8 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
 }
 
 /// Seeds `events` events with one statement per million rows, indexes dropped while loading and
-/// rebuilt from their own definitions (so they are exactly the migrations' indexes).
+/// rebuilt from their own definitions (so they are exactly the migrations' indexes), then the
+/// hourly rollups the ingester would have kept.
 async fn seed(pool: &PgPool, events: i64) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut conn = pool.acquire().await?;
@@ -143,14 +144,13 @@ async fn seed(pool: &PgPool, events: i64) -> anyhow::Result<()> {
         "#
     )))
     .await?;
-    let indexes: Vec<(String, String)> = sqlx::query(
-        "select indexname, indexdef from pg_indexes where tablename = 'audit_event' and indexname <> 'audit_event_pkey'",
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|r| (r.get(0), r.get(1)))
-    .collect();
+    let indexes: Vec<(String, String)> =
+        sqlx::query("select indexname, indexdef from pg_indexes where tablename = 'audit_event'")
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
     for (name, _) in &indexes {
         conn.execute(sqlx::AssertSqlSafe(format!("drop index {name}")))
             .await?;
@@ -221,9 +221,20 @@ async fn seed(pool: &PgPool, events: i64) -> anyhow::Result<()> {
         "#,
     )
     .await?;
+    conn.execute(
+        r#"
+        insert into audit_hour_facet (organisation_id, hour, server_id, access_grant_id, identity,
+                                      tool_name, decision, event_count)
+        select organisation_id, date_trunc('hour', occurred_at, 'UTC'), server_id, access_grant_id,
+               identity, coalesce(tool_name, ''), decision, count(*)
+        from audit_event group by 1, 2, 3, 4, 5, 6, 7
+        "#,
+    )
+    .await?;
     // One statement each: VACUUM refuses to run inside the implicit transaction of a multi-statement query.
     conn.execute("vacuum analyze audit_event").await?;
     conn.execute("vacuum analyze audit_hour_count").await?;
+    conn.execute("vacuum analyze audit_hour_facet").await?;
     sqlx::query("insert into bench_meta values ($1)")
         .bind(events)
         .execute(&mut *conn)
