@@ -62,7 +62,11 @@ async fn ingest_then_verify_export_and_tamper_through_the_cli() {
     );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for var in ["REDIS_URL", "GATEHOUSE_INGEST_BATCH", "GATEHOUSE_AUDIT_SHARDS"] {
+    for var in [
+        "REDIS_URL",
+        "GATEHOUSE_INGEST_BATCH",
+        "GATEHOUSE_AUDIT_SHARDS",
+    ] {
         assert!(stderr.contains(var), "{var} not named: {stderr}");
     }
 
