@@ -192,33 +192,6 @@ pub async fn policy_by_id(tx: &mut OrgTx, policy: PolicyId) -> Result<Policy> {
     })
 }
 
-/// One published version of a policy, by number.
-#[tracing::instrument(skip(tx))]
-pub async fn policy_version(tx: &mut OrgTx, policy: PolicyId, version: i32) -> Result<PolicyVersion> {
-    let row = sqlx::query!(
-        r#"
-        select p.policy_id, p.name, v.version, v.source, v.created_at
-        from policy p
-        join policy_version v on v.policy_id = p.policy_id
-        where p.organisation_id = $1 and v.organisation_id = $1 and p.policy_id = $2
-          and v.version = $3
-        "#,
-        tx.org().as_uuid(),
-        policy.as_uuid(),
-        version,
-    )
-    .fetch_optional(tx.conn())
-    .await
-    .or_not_found("policy version")?;
-    Ok(PolicyVersion {
-        policy_id: PolicyId::from_uuid(row.policy_id),
-        name: row.name,
-        version: row.version,
-        source: row.source,
-        created_at: row.created_at,
-    })
-}
-
 /// The version a policy's grants follow now; `NotFound` before the first publish.
 #[tracing::instrument(skip(tx))]
 pub async fn current_policy_version(tx: &mut OrgTx, policy: PolicyId) -> Result<PolicyVersion> {
