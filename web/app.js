@@ -53,8 +53,16 @@ function policyEditor(form) {
   const builder = form.querySelector("#builder");
   const tryResult = form.querySelector("#try-result");
   const syncState = form.querySelector("#sync-state");
-  let marks = [];
-  let rule = null;
+  // Start from what the server rendered (a failed publish shows its findings at their lines).
+  let marks = Array.from(gutter.querySelectorAll("li.has-finding"), (li) => ({
+    line: Number(li.textContent),
+    severity: li.classList.contains("error") ? "error" : "warning",
+    message: li.title,
+  }));
+  const hits = gutter.querySelectorAll("li.rule-hit");
+  let rule = hits.length
+    ? { first_line: Number(hits[0].textContent), last_line: Number(hits[hits.length - 1].textContent) }
+    : null;
   let busy = false;
   const pending = new Set();
 
@@ -161,7 +169,11 @@ function policyEditor(form) {
     check();
   });
   builder.addEventListener("change", (e) => {
-    if (e.target.matches("input[type=radio], select")) request("build");
+    if (!e.target.matches("input[type=radio], select")) return;
+    const row = e.target.closest(".tool-setting");
+    const recommended = row?.querySelector(".seg.is-recommended input");
+    if (recommended) row.querySelector(".recommended-note")?.classList.toggle("differs", !recommended.checked);
+    request("build");
   });
   builder.addEventListener("input", (e) => {
     if (e.target.matches("input[type=number]")) build();

@@ -106,9 +106,9 @@ try {
   const source = page.locator("#source");
   const setting = (tool) => page.locator(`li.tool-setting[data-tool="${tool}"]`);
   // The recommendation is pre-selected from each tool's risk.
-  check(await setting("get_parameter").locator("input[value=allow]").isChecked(), "reads are allowed");
-  check(await setting("set_parameter").locator("input[value=rate_limit]").isChecked(), "writes are rate-limited");
-  check(await setting("delete_task").locator("input[value=hide]").isChecked(), "destructive tools are hidden");
+  check(await setting("get_parameter").locator("input[type=radio][value=allow]").isChecked(), "reads are allowed");
+  check(await setting("set_parameter").locator("input[type=radio][value=rate_limit]").isChecked(), "writes are rate-limited");
+  check(await setting("delete_task").locator("input[type=radio][value=hide]").isChecked(), "destructive tools are hidden");
   check(!(await setting("get_parameter").locator(".limit-fields").isVisible()), "limit fields only for rate limits");
   await shot("7-policy");
 
@@ -133,7 +133,7 @@ try {
   const doc = JSON.parse(await source.inputValue());
   doc.tools.get_parameter = { action: "deny" };
   await source.fill(JSON.stringify(doc, null, 2));
-  await page.waitForFunction(() => document.querySelector('li.tool-setting[data-tool="get_parameter"] input[value=deny]')?.checked);
+  await page.waitForFunction(() => document.querySelector('li.tool-setting[data-tool="get_parameter"] input[type=radio][value=deny]')?.checked);
   await setting("get_parameter").locator("label.seg", { hasText: "Allow" }).click();
   await page.waitForFunction(() => /"get_parameter": \{\}/.test(document.querySelector("#source").value));
   await page.locator("#sync-state", { hasText: "In sync" }).waitFor();
@@ -176,7 +176,7 @@ try {
   await page.locator("#tail-state", { hasText: "Live" }).waitFor();
   await shot("8-audit");
   await page.getByRole("button", { name: "Live tail: on" }).click();
-  await page.getByLabel("Decision").selectOption("deny");
+  await page.locator("#audit-filters select[name=decision]").selectOption("deny");
   await page.getByRole("button", { name: "Filter" }).click();
   await page.waitForURL(/decision=deny/);
   const decisions = await page.locator("#events .badge").allTextContents();

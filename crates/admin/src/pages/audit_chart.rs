@@ -213,9 +213,11 @@ pub(crate) fn chart(
             },
         });
     }
-    let y_ticks = [0, top / 2, top]
+    // A middle line only where it falls on a whole number (0, 5, 10 but 0, 5 for 5).
+    let middle = top.is_multiple_of(2).then_some(top / 2);
+    let y_ticks = [Some(0), middle, Some(top)]
         .into_iter()
-        .filter(|v| *v == 0 || top >= 2)
+        .flatten()
         .map(|v| Tick {
             at: px(TOP + plot_h - plot_h * v as f64 / top as f64),
             label: v.to_string(),
@@ -240,7 +242,7 @@ pub(crate) fn chart(
         let every = if buckets <= 12 { 2 } else { 6 };
         x_ticks = (0..buckets)
             .map(|i| (i, start + step * i as u32))
-            .filter(|(_, t)| t.hour() % every == 0)
+            .filter(|(_, t)| t.hour().is_multiple_of(every))
             .map(|(i, t)| Tick {
                 at: px(LEFT + slot * i as f64),
                 label: if t.hour() == 0 {
@@ -352,18 +354,20 @@ mod tests {
         let to = datetime!(2026-05-31 12:00 UTC);
         let counts = [
             count(datetime!(2026-05-03 01:00 UTC), AuditDecision::Allow, 3),
-            count(datetime!(2026-05-03 23:00 UTC), AuditDecision::Allow, 4),
+            count(datetime!(2026-05-03 23:00 UTC), AuditDecision::Allow, 1),
         ];
         let c = chart(&counts, to - Duration::days(30), to, true);
         assert_eq!(c.title, "Calls per day");
-        assert_eq!(c.summary, "7 calls in the last 30 days");
+        assert_eq!(c.summary, "4 calls in the last 30 days");
         assert_eq!(c.bars.len(), 1, "both hours fall into one day");
         assert!(
             c.columns
                 .iter()
-                .any(|col| col.title == "May 3: 7 calls (7 allow)")
+                .any(|col| col.title == "May 3: 4 calls (4 allow)")
         );
         assert!(c.x_ticks.len() <= 8);
+        let labels: Vec<&str> = c.y_ticks.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["0", "5"], "no tick at a fraction");
     }
 
     #[test]

@@ -327,6 +327,10 @@ impl EditorForm {
             }
         }
         f.tools = tools.into_iter().filter(|t| !t.name.is_empty()).collect();
+        // Browsers send a text area's line ends as CRLF; documents are stored with LF, so versions
+        // compare line by line and findings count lines the way the editor shows them.
+        f.source = f.source.replace("\r\n", "\n");
+        f.try_args = f.try_args.replace("\r\n", "\n");
         f
     }
 }
@@ -723,8 +727,8 @@ pub(crate) fn editor_page<R>(
 
 fn duration_text(secs: u64) -> String {
     match secs {
-        s if s % 3600 == 0 && s >= 3600 => count((s / 3600) as usize, "hour"),
-        s if s % 60 == 0 && s >= 60 => count((s / 60) as usize, "minute"),
+        s if s.is_multiple_of(3600) && s >= 3600 => count((s / 3600) as usize, "hour"),
+        s if s.is_multiple_of(60) && s >= 60 => count((s / 60) as usize, "minute"),
         s => count(s as usize, "second"),
     }
 }

@@ -45,7 +45,9 @@ impl DiffRow {
 /// The line diff from `old` to `new`, changes with a little context, and the counts of added and
 /// removed lines.
 pub(crate) fn line_diff(old: &str, new: &str) -> (Vec<DiffRow>, usize, usize) {
-    let diff = TextDiff::from_lines(old, new);
+    // Line ends do not count as changes (versions saved by older editors may end lines in CRLF).
+    let (old, new) = (old.replace("\r\n", "\n"), new.replace("\r\n", "\n"));
+    let diff = TextDiff::from_lines(&old, &new);
     let mut rows = Vec::new();
     let (mut added, mut removed) = (0, 0);
     for (i, group) in diff.grouped_ops(CONTEXT_LINES).iter().enumerate() {
@@ -347,5 +349,6 @@ mod tests {
         assert_eq!((rows[2].sign(), rows[2].new.as_str()), ("+", "2"));
         assert_eq!(rows[6].text, "⋯");
         assert!(line_diff(&old, &old).0.is_empty());
+        assert!(line_diff(&old, &old.replace('\n', "\r\n")).0.is_empty());
     }
 }

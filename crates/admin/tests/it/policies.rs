@@ -310,8 +310,8 @@ async fn the_live_editor_gets_the_document_findings_and_builder_as_json(pool: Pg
     form.extend(
         fields
             .iter()
-            .cloned()
-            .filter(|(k, _)| k.starts_with('t') || k.starts_with("shown")),
+            .filter(|(k, _)| k.starts_with('t') || k.starts_with("shown"))
+            .cloned(),
     );
     let answer = draft(form.clone()).await;
     assert_eq!(answer["changed"], false);
