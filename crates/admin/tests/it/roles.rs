@@ -418,7 +418,10 @@ async fn acme(app: &App, sim: &Sim) -> (Fixture, Browser, OrgId) {
         client_addr: None,
         user_agent: None,
     };
-    app.store.insert_audit_batch(&[event.clone()]).await.unwrap();
+    app.store
+        .insert_audit_batch(std::slice::from_ref(&event))
+        .await
+        .unwrap();
     let common = [
         ("event", event.audit_event_id.to_string()),
         ("server", server.clone()),
@@ -726,9 +729,16 @@ async fn another_organisations_ids_are_not_found(pool: PgPool) {
     // Every route that names one of Acme's things answers 404 to Other's admin and admin key.
     for row in table(&fx).iter().filter(|r| {
         matches!(r.access, Access::Least(_))
-            && ["{server}", "{grant}", "{user}", "{invitation}", "{key}", "{event}"]
-                .iter()
-                .any(|p| r.path.contains(p))
+            && [
+                "{server}",
+                "{grant}",
+                "{user}",
+                "{invitation}",
+                "{key}",
+                "{event}",
+            ]
+            .iter()
+            .any(|p| r.path.contains(p))
     }) {
         let path = fx.path(row);
         let status = if row.path.starts_with("/api/v1/") {
