@@ -1,9 +1,12 @@
 // The admin web app's journey in real Chromium (Debian's /usr/bin/chromium, driven by playwright-core):
-// sign up, register the GenieACS demo upstream, see its tools, mint a grant, see the token and proxy URL.
+// sign up, register the GenieACS demo upstream, see its tools, mint a grant, see the token and proxy URL,
+// build a policy in the visual builder (kept in sync with the JSON both ways), try a call, publish,
+// see the diff; then the audit log (events the test driving this script stores once version 2 is
+// published): chart, live tail, filters, an event's detail and its rule in the policy, export, verify.
 // Usage: node admin-journey.mjs ADMIN_URL UPSTREAM_MCP_URL SCREENSHOT_DIR
 // Prints "token <grant token>" and "journey ok"; exits non-zero with the reason on any failure.
 import { chromium } from "playwright-core";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -26,6 +29,7 @@ const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir()
   ],
   viewport: { width: 1280, height: 900 },
   permissions: ["clipboard-read", "clipboard-write"],
+  acceptDownloads: true,
 });
 context.setDefaultTimeout(15000);
 const page = context.pages()[0] ?? (await context.newPage());
@@ -94,20 +98,118 @@ try {
   // The audit log (empty until agents call through the gateway) and the policy editor.
   await page.getByRole("link", { name: "Audit log" }).click();
   await page.getByText("No events").waitFor();
-  await shot("6-audit");
+  await shot("6-audit-empty");
   await page.goBack();
   await page.getByRole("link", { name: "default" }).click();
   await page.getByText("Validate and publish").waitFor();
+  const editorUrl = page.url();
+  const source = page.locator("#source");
+  const setting = (tool) => page.locator(`li.tool-setting[data-tool="${tool}"]`);
+  // The recommendation is pre-selected from each tool's risk.
+  check(await setting("get_parameter").locator("input[type=radio][value=allow]").isChecked(), "reads are allowed");
+  check(await setting("set_parameter").locator("input[type=radio][value=rate_limit]").isChecked(), "writes are rate-limited");
+  check(await setting("delete_task").locator("input[type=radio][value=hide]").isChecked(), "destructive tools are hidden");
+  check(!(await setting("get_parameter").locator(".limit-fields").isVisible()), "limit fields only for rate limits");
   await shot("7-policy");
-  // A typo is refused, with the finding shown at its line.
-  await page.locator('textarea[name="source"]').fill('{\n  "version": "1",\n  "default": "deny",\n  "tools": {"reboot_devise": {}}\n}');
+
+  // A typo is flagged at its line as it is typed, and refused when published.
+  await source.fill('{\n  "version": "1",\n  "default": "deny",\n  "tools": {"reboot_devise": {}}\n}');
+  await page.locator("#line-4.has-finding").waitFor();
+  await page.locator("#findings").getByText("did you mean").waitFor();
   await page.getByRole("button", { name: "Validate and publish" }).click();
   await page.getByText("The policy was not published").waitFor();
   check(await page.locator("#line-4.has-finding").isVisible(), "the finding is shown at line 4");
   await shot("7b-policy-errors");
+
+  // The visual builder writes into the document as it is used...
+  await page.goto(editorUrl);
+  await setting("reboot_device").locator("label.seg", { hasText: "Require approval" }).click();
+  await page.waitForFunction(() => /"reboot_device": \{\s*"action": "approve"/.test(document.querySelector("#source").value));
+  await setting("download_firmware").locator("label.seg", { hasText: "Deny" }).click();
+  await page.waitForFunction(() => /"download_firmware": \{\s*"action": "deny"/.test(document.querySelector("#source").value));
+  await setting("set_parameter").locator("input[type=number]").fill("10");
+  await page.waitForFunction(() => /"set_parameter": \{\s*"limits": \[\s*\{[^}]*"max": 10,/.test(document.querySelector("#source").value));
+  // ...and follows the document when the JSON is edited by hand.
+  const doc = JSON.parse(await source.inputValue());
+  doc.tools.get_parameter = { action: "deny" };
+  await source.fill(JSON.stringify(doc, null, 2));
+  await page.waitForFunction(() => document.querySelector('li.tool-setting[data-tool="get_parameter"] input[type=radio][value=deny]')?.checked);
+  await setting("get_parameter").locator("label.seg", { hasText: "Allow" }).click();
+  await page.waitForFunction(() => /"get_parameter": \{\}/.test(document.querySelector("#source").value));
+  await page.locator("#sync-state", { hasText: "In sync" }).waitFor();
+  check(await page.locator("#findings").getByText("ready to publish").isVisible(), "the draft validates");
+  await shot("7c-policy-builder");
+
+  // Try a call against the draft: the decision and the rule, highlighted at its lines.
+  await page.locator("#try-tool").selectOption("download_firmware");
+  await page.locator("#try-args").fill('{"device_id": "00236A-1", "file_name": "fw-2.1.bin"}');
+  await page.getByRole("button", { name: "Try", exact: true }).click();
+  await page.locator(".try-result.try-deny").getByText("/tools/download_firmware/action").waitFor();
+  await page.locator("#try-tool").selectOption("reboot_device");
+  await page.getByRole("button", { name: "Try", exact: true }).click();
+  await page.locator(".try-result.try-approval").getByText("Held for a human").waitFor();
+  check((await page.locator("#gutter li.rule-hit").count()) >= 1, "the rule's lines are highlighted");
+  await page.locator("#try").scrollIntoViewIfNeeded();
+  await shot("7d-try-a-call");
+
+  // Publish: version 2, then its changes against version 1.
+  await page.getByLabel("What changed").fill("Reboots need an approval; firmware goes through change control");
+  await page.getByRole("button", { name: "Validate and publish" }).click();
+  await page.waitForURL(/done=published$/);
+  await page.getByText("Published: grants that follow this policy").waitFor();
+  await page.locator("table.versions tr", { hasText: "Reboots need an approval" }).getByRole("link", { name: "Changes" }).click();
+  await page.getByText("Changes from version 1").waitFor();
+  check((await page.locator("tr.diff-insert").count()) >= 3, "the diff shows added lines");
+  check((await page.locator("tr.diff-delete").count()) >= 1, "the diff shows removed lines");
+  await shot("7e-policy-diff");
+
+  // The audit log, once the calls are stored: the chart, live tail, filters.
+  await page.getByRole("link", { name: "Audit log" }).click();
+  for (let i = 0; i < 50 && (await page.locator("#events tr").count()) === 0; i++) {
+    await page.waitForTimeout(200);
+    await page.reload();
+  }
+  check((await page.locator("#events tr").count()) > 0, "the stored events are listed");
+  check((await page.locator("svg.chart-svg rect.bar").count()) > 0, "the chart has bars");
+  check(await page.locator(".legend").getByText("rate limited").isVisible(), "the legend names the decisions");
+  await page.getByRole("button", { name: "Live tail: off" }).click();
+  await page.locator("#tail-state", { hasText: "Live" }).waitFor();
+  await shot("8-audit");
+  await page.getByRole("button", { name: "Live tail: on" }).click();
+  await page.locator("#audit-filters select[name=decision]").selectOption("deny");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.waitForURL(/decision=deny/);
+  const decisions = await page.locator("#events .badge").allTextContents();
+  check(decisions.length > 0 && decisions.every((d) => d === "deny"), `only denials are listed: ${decisions}`);
+
+  // Export the filter as CSV and JSON Lines.
+  const [csv] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "CSV", exact: true }).click()]);
+  const csvText = readFileSync(await csv.path(), "utf8");
+  const csvLines = csvText.trim().split("\r\n");
+  check(csvLines[0].startsWith("occurred_at,audit_event_id,sequence"), "the CSV has its header");
+  check(csvLines.length === decisions.length + 1, `the CSV holds the filtered events: ${csvLines.length - 1}`);
+  const [jsonl] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "JSON Lines" }).click()]);
+  const records = readFileSync(await jsonl.path(), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  check(records.length === decisions.length && records.every((r) => r.decision === "deny"), "the JSON Lines hold the filtered events");
+
+  // An event in full, and its rule in the policy version that decided.
+  await page.locator("#events tr").first().locator("a").first().click();
+  await page.getByText("Place in the chain").waitFor();
+  await shot("8b-audit-event");
+  await page.locator("#rule-link").click();
+  await page.getByText("is highlighted below").waitFor();
+  check((await page.locator(".source-lines li.rule-hit").count()) >= 1, "the rule is highlighted in the policy");
+  await shot("8c-policy-rule");
+
+  // Verify the hash chain.
+  await page.getByRole("link", { name: "Audit log" }).click();
+  await page.getByRole("link", { name: "Verify integrity" }).click();
+  await page.getByText("Intact: all").waitFor();
+  await shot("8d-audit-verify");
+
   await page.getByRole("link", { name: "Admin events" }).click();
   await page.getByText("grant.mint").waitFor();
-  await shot("8-admin-events");
+  await shot("9-admin-events");
 
   console.log(`token ${token}`);
   console.log("journey ok");

@@ -93,6 +93,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/servers/new", get(pages::servers::new_form))
         .route("/audit", get(pages::audit::list))
+        .route("/audit/tail", get(pages::audit::tail))
+        .route("/audit/export", get(pages::audit_export::export))
+        .route("/audit/verify", get(pages::audit_event::verify))
+        .route("/audit/events/{event}", get(pages::audit_event::show))
         .route("/admin-events", get(pages::admin_events::list))
         .route("/members", get(pages::members::list))
         .route("/members/{user}/role", post(pages::members::set_role))
@@ -120,6 +124,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/servers/{server}/policies/{name}",
             get(pages::policies::show).post(pages::policies::publish),
+        )
+        .route(
+            "/servers/{server}/policies/{name}/draft",
+            post(pages::policies::draft),
+        )
+        .route(
+            "/servers/{server}/policies/{name}/versions/{version}",
+            get(pages::policy_versions::show),
+        )
+        .route(
+            "/servers/{server}/policies/{name}/versions/{version}/rollback",
+            post(pages::policy_versions::rollback),
         )
         .route("/servers/{server}/grants", post(pages::grants::mint))
         .route(

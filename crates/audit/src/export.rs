@@ -82,7 +82,8 @@ pub async fn export(
 /// What comes before the first event: the CSV header row (nothing for JSON Lines).
 pub fn write_header(out: &mut impl Write, format: Format) -> std::io::Result<()> {
     match format {
-        Format::Csv => writeln!(out, "{}", CSV_COLUMNS.join(",")),
+        // RFC 4180 ends every record with CRLF, the header too.
+        Format::Csv => write!(out, "{}\r\n", CSV_COLUMNS.join(",")),
         Format::JsonLines => Ok(()),
     }
 }
@@ -172,5 +173,17 @@ mod tests {
         assert_eq!(csv_field("say \"hi\"\n"), "\"say \"\"hi\"\"\n\"");
         assert_eq!(csv_field("=cmd()"), "\"'=cmd()\"");
         assert_eq!(csv_field("-5"), "-5");
+    }
+
+    #[test]
+    fn the_csv_header_ends_like_every_row() {
+        let mut out = Vec::new();
+        write_header(&mut out, Format::Csv).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("occurred_at,audit_event_id,"));
+        assert!(text.ends_with("hash\r\n"), "{text:?}");
+        let mut none = Vec::new();
+        write_header(&mut none, Format::JsonLines).unwrap();
+        assert!(none.is_empty());
     }
 }

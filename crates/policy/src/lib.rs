@@ -8,6 +8,7 @@
 mod condition;
 mod decide;
 mod diagnostic;
+mod locate;
 pub mod model;
 mod parse;
 mod pointer;
@@ -17,6 +18,7 @@ pub mod tools;
 
 pub use decide::{Call, Decision, Denial, LimitCheck, Proceed, Subject};
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
+pub use locate::{Span, locate};
 pub use model::{Action, Approval, DefaultAction, Op, Scope};
 pub use parse::MAX_DOCUMENT_BYTES;
 pub use pointer::Pointer;

@@ -119,7 +119,7 @@ pub(crate) fn parse(text: &str, tools: Option<&[ToolDef]>) -> (Option<Document>,
     (if failed { None } else { doc }, w.diags)
 }
 
-fn strict_options() -> jsonc_parser::ParseOptions {
+pub(crate) fn strict_options() -> jsonc_parser::ParseOptions {
     jsonc_parser::ParseOptions {
         allow_comments: false,
         allow_loose_object_property_names: false,
@@ -164,7 +164,7 @@ fn did_you_mean<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -
         .unwrap_or_default()
 }
 
-fn range_of(v: &Ast<'_>) -> Range {
+pub(crate) fn range_of(v: &Ast<'_>) -> Range {
     match v {
         Ast::StringLit(x) => x.range,
         Ast::NumberLit(x) => x.range,

@@ -170,6 +170,28 @@ pub async fn policy_by_name(tx: &mut OrgTx, server: ServerId, name: &str) -> Res
     })
 }
 
+/// A policy by its id (an audit event reaches its policy through its grant).
+#[tracing::instrument(skip(tx))]
+pub async fn policy_by_id(tx: &mut OrgTx, policy: PolicyId) -> Result<Policy> {
+    let row = sqlx::query!(
+        r#"
+        select policy_id, server_id, name, current_version from policy
+        where organisation_id = $1 and policy_id = $2
+        "#,
+        tx.org().as_uuid(),
+        policy.as_uuid(),
+    )
+    .fetch_optional(tx.conn())
+    .await
+    .or_not_found("policy")?;
+    Ok(Policy {
+        policy_id: PolicyId::from_uuid(row.policy_id),
+        server_id: ServerId::from_uuid(row.server_id),
+        name: row.name,
+        current_version: row.current_version,
+    })
+}
+
 /// The version a policy's grants follow now; `NotFound` before the first publish.
 #[tracing::instrument(skip(tx))]
 pub async fn current_policy_version(tx: &mut OrgTx, policy: PolicyId) -> Result<PolicyVersion> {

@@ -4,10 +4,15 @@ pub(crate) mod account;
 pub(crate) mod admin_events;
 pub(crate) mod api_keys;
 pub(crate) mod audit;
+pub(crate) mod audit_chart;
+pub(crate) mod audit_event;
+pub(crate) mod audit_export;
 pub(crate) mod grants;
 pub(crate) mod invitations;
 pub(crate) mod members;
 pub(crate) mod policies;
+pub(crate) mod policy_builder;
+pub(crate) mod policy_versions;
 pub(crate) mod servers;
 
 /// A date and time as pages show them: UTC, to the minute.

@@ -110,6 +110,10 @@ fn table(fx: &Fixture) -> Vec<Row> {
         r("GET", "/servers", VIEWER, Body::Empty),
         r("GET", "/servers/{server}", VIEWER, Body::Empty),
         r("GET", "/audit", VIEWER, Body::Empty),
+        r("GET", "/audit/tail", VIEWER, Body::Empty),
+        r("GET", "/audit/export", VIEWER, Body::Empty),
+        r("GET", "/audit/verify", VIEWER, Body::Empty),
+        r("GET", "/audit/events/{event}", VIEWER, Body::Empty),
         r("GET", "/members", VIEWER, Body::Empty),
         r(
             "GET",
@@ -122,6 +126,25 @@ fn table(fx: &Fixture) -> Vec<Row> {
             "/servers/{server}/policies/{name}",
             MANAGER,
             form(&[("source", policy)]),
+        ),
+        // Validating or trying a draft stores nothing, so viewers may; publishing needs more.
+        r(
+            "POST",
+            "/servers/{server}/policies/{name}/draft",
+            VIEWER,
+            form(&[("op", "check"), ("source", policy)]),
+        ),
+        r(
+            "GET",
+            "/servers/{server}/policies/{name}/versions/{version}",
+            VIEWER,
+            Body::Empty,
+        ),
+        r(
+            "POST",
+            "/servers/{server}/policies/{name}/versions/{version}/rollback",
+            MANAGER,
+            Body::Empty,
         ),
         r("GET", "/admin-events", ADMIN, Body::Empty),
         r("GET", "/servers/new", ADMIN, Body::Empty),
@@ -314,7 +337,7 @@ impl Fixture {
         for (k, v) in values {
             path = path.replace(&format!("{{{k}}}"), v);
         }
-        if row.path == "/api/v1/audit/export" {
+        if row.path == "/api/v1/audit/export" || row.path == "/audit/export" {
             path.push_str("?format=csv");
         }
         path
@@ -373,7 +396,34 @@ async fn acme(app: &App, sim: &Sim) -> (Fixture, Browser, OrgId) {
     .await
     .unwrap();
     tx.commit().await.unwrap();
+    // One audit event of Acme's, for the event page.
+    let event = store::audit::NewAuditEvent {
+        audit_event_id: store::AuditEventId::new(),
+        organisation_id: org,
+        occurred_at: time::OffsetDateTime::now_utc(),
+        server_id: server.parse().unwrap(),
+        grant_id: web_grant.parse().unwrap(),
+        identity: "noc-agent".into(),
+        session_id: None,
+        method: "tools/call".into(),
+        tool_name: Some("get_parameter".into()),
+        arguments: json!({}),
+        decision: store::audit::AuditDecision::Allow,
+        rule: Some("/tools/get_parameter".into()),
+        message: None,
+        policy_version: Some(1),
+        upstream_status: Some(200),
+        is_error: Some(false),
+        latency_us: Some(1000),
+        client_addr: None,
+        user_agent: None,
+    };
+    app.store
+        .insert_audit_batch(std::slice::from_ref(&event))
+        .await
+        .unwrap();
     let common = [
+        ("event", event.audit_event_id.to_string()),
         ("server", server.clone()),
         ("name", "default".to_owned()),
         ("version", "1".to_owned()),
@@ -679,9 +729,16 @@ async fn another_organisations_ids_are_not_found(pool: PgPool) {
     // Every route that names one of Acme's things answers 404 to Other's admin and admin key.
     for row in table(&fx).iter().filter(|r| {
         matches!(r.access, Access::Least(_))
-            && ["{server}", "{grant}", "{user}", "{invitation}", "{key}"]
-                .iter()
-                .any(|p| r.path.contains(p))
+            && [
+                "{server}",
+                "{grant}",
+                "{user}",
+                "{invitation}",
+                "{key}",
+                "{event}",
+            ]
+            .iter()
+            .any(|p| r.path.contains(p))
     }) {
         let path = fx.path(row);
         let status = if row.path.starts_with("/api/v1/") {
