@@ -82,7 +82,7 @@ impl Options {
                 sessions: 100,
                 streams: 20,
                 limit_max: 20,
-                limit_window: 3,
+                limit_window: 10,
                 limit_trials: 1,
                 propagation_rounds: 2,
                 drill_seconds: 4,
@@ -100,7 +100,7 @@ impl Options {
                 sessions: 1000,
                 streams: 200,
                 limit_max: 50,
-                limit_window: 3,
+                limit_window: 5,
                 limit_trials: 3,
                 propagation_rounds: 6,
                 drill_seconds: 9,
@@ -359,7 +359,13 @@ impl Deployment {
             .env("DATABASE_URL", d.pg.url())
             .env("REDIS_URL", d.redis.url())
             .env("GATEHOUSE_INGEST_CONSUMER", "load-harness")
-            .env("GATEHOUSE_AUDIT_GRACE_SECS", o.audit_grace_secs.to_string());
+            .env("GATEHOUSE_AUDIT_GRACE_SECS", o.audit_grace_secs.to_string())
+            // A write-ahead left waiting for its outcome is looked at again only when it is
+            // claimed (XAUTOCLAIM after this idle time), so unknown outcomes land after both.
+            .env(
+                "GATEHOUSE_INGEST_CLAIM_IDLE_SECS",
+                o.audit_grace_secs.to_string(),
+            );
         d.ingester = Some(Service::spawn("ingest", cmd, dir)?);
         Ok(d)
     }
@@ -790,7 +796,7 @@ impl Deployment {
     /// Waits for the ingester, then compares the upstream's call log with the audit events.
     async fn audit(&self, o: &Options) -> anyhow::Result<AuditFigures> {
         let started = Instant::now();
-        let patience = Duration::from_secs(o.audit_grace_secs + 15);
+        let patience = Duration::from_secs(2 * o.audit_grace_secs + 15);
         let mut last_progress = Instant::now();
         let mut best = 0;
         loop {

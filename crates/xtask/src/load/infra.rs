@@ -343,10 +343,10 @@ fn server_binaries() -> anyhow::Result<PathBuf> {
             .iter()
             .all(|b| dir.join(b).is_file())
     };
-    if let Some(paths) = std::env::var_os("PATH") {
-        if let Some(dir) = std::env::split_paths(&paths).find(|d| has_all(d)) {
-            return Ok(dir);
-        }
+    if let Some(paths) = std::env::var_os("PATH")
+        && let Some(dir) = std::env::split_paths(&paths).find(|d| has_all(d))
+    {
+        return Ok(dir);
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
