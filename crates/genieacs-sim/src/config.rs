@@ -86,6 +86,11 @@ pub struct Args {
     /// Append every `tools/call` received to this JSONL file.
     #[arg(long, env = "GENIEACS_SIM_CALL_LOG", value_name = "PATH")]
     pub call_log: Option<PathBuf>,
+
+    /// Answer `GET /mcp` of a session with an idle SSE stream (keep-alive comments only) instead
+    /// of 405, so a proxy's cost per open stream can be measured.
+    #[arg(long, env = "GENIEACS_SIM_GET_STREAMS")]
+    pub get_streams: bool,
 }
 
 /// The validated configuration of a simulator instance.
@@ -115,6 +120,8 @@ pub struct SimConfig {
     pub cheap: bool,
     /// JSONL call log file.
     pub call_log: Option<PathBuf>,
+    /// Idle SSE streams on `GET /mcp` instead of 405.
+    pub get_streams: bool,
 }
 
 impl Default for SimConfig {
@@ -132,6 +139,7 @@ impl Default for SimConfig {
             failure_rate: HashMap::new(),
             cheap: false,
             call_log: None,
+            get_streams: false,
         }
     }
 }
@@ -203,6 +211,7 @@ impl SimConfig {
             failure_rate,
             cheap: args.cheap,
             call_log: args.call_log.clone(),
+            get_streams: args.get_streams,
         })
     }
 

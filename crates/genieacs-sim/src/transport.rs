@@ -9,7 +9,7 @@
 //! requests), so the hand-written version is shorter than the configuration it would replace.
 //!
 //! Order of checks on every request: Host/Origin (403) → bearer token (401) → method
-//! (GET 405) → `Accept` (406) → `Content-Type` (415) → JSON body (400, -32700) → session
+//! (GET 405 unless `--get-streams`) → `Accept` (406) → `Content-Type` (415) → JSON body (400, -32700) → session
 //! (400 missing, 404 unknown) → protocol version (400) → dispatch.
 
 use std::borrow::Cow;
@@ -141,16 +141,65 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 // ---- GET and DELETE -----------------------------------------------------------------------------
 
-/// The real server offers no server→client stream; the spec allows 405 here.
-async fn handle_get() -> Response {
-    let mut resp = http_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        -32000,
-        "Method not allowed: this server offers no GET stream",
-    );
-    resp.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
-    resp
+/// The real server offers no server→client stream; the spec allows 405 here. With
+/// `--get-streams` a session may open one: it is primed with an SSE comment, carries a keep-alive
+/// comment every 15 s and nothing else, and lasts until the client goes away (for measuring what
+/// open streams cost a proxy).
+async fn handle_get(State(state): State<SimState>, headers: HeaderMap) -> Response {
+    if !state.config().get_streams {
+        let mut resp = http_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            -32000,
+            "Method not allowed: this server offers no GET stream",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+        return resp;
+    }
+    let accept = header_str(&headers, header::ACCEPT.as_str()).unwrap_or("");
+    if !accept
+        .split(',')
+        .any(|part| part.split(';').next().unwrap_or("").trim() == "text/event-stream")
+    {
+        return http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            -32000,
+            "Not Acceptable: Client must accept text/event-stream",
+        );
+    }
+    let Some(id) = header_str(&headers, SESSION_HEADER) else {
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            -32000,
+            "Bad Request: Mcp-Session-Id header is required",
+        );
+    };
+    if !state.has_session(id) {
+        return http_error(StatusCode::NOT_FOUND, -32001, "Session not found");
+    }
+    let comments = futures_util::stream::unfold(true, |first| async move {
+        if !first {
+            tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+        }
+        let comment: &'static [u8] = if first {
+            b": open\n\n"
+        } else {
+            b": keep-alive\n\n"
+        };
+        Some((
+            Ok::<_, std::convert::Infallible>(Bytes::from_static(comment)),
+            false,
+        ))
+    });
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(comments),
+    )
+        .into_response()
 }
 
 async fn handle_delete(State(state): State<SimState>, headers: HeaderMap) -> Response {

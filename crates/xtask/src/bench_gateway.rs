@@ -87,19 +87,21 @@ async fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
 }
 
 /// One target of the benchmark.
-struct Target {
-    name: &'static str,
-    url: String,
-    token: Option<String>,
+pub(crate) struct Target {
+    pub(crate) name: &'static str,
+    pub(crate) url: String,
+    pub(crate) token: Option<String>,
+    /// Prefix of every call's `task_id`, so the upstream's call log tells the targets apart.
+    pub(crate) tag: &'static str,
 }
 
 /// What one target measured.
 #[derive(Debug, Clone, Copy)]
-struct Figures {
-    throughput: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: usize,
+pub(crate) struct Figures {
+    pub(crate) throughput: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) errors: usize,
 }
 
 pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
@@ -295,22 +297,28 @@ http {{
             name: "direct",
             url: sim_url.clone(),
             token: None,
+            tag: "direct-",
         },
         Target {
             name: "nginx",
             url: format!("http://127.0.0.1:{nginx_port}/mcp"),
             token: None,
+            tag: "nginx-",
         },
         Target {
             name: "gateway",
             url: format!("http://127.0.0.1:{gw_port}/mcp/{server}"),
             token: Some(token),
+            tag: "gw-",
         },
     ];
     let mut figures = Vec::new();
     for target in &targets {
         eprintln!("measuring {} …", target.name);
-        figures.push((target.name, measure(o, target).await?));
+        figures.push((
+            target.name,
+            measure(o.seconds, o.rate, o.connections, target).await?,
+        ));
     }
     let _ = std::fs::remove_dir_all(&nginx_dir);
 
@@ -354,7 +362,7 @@ http {{
 }
 
 /// Opens a session on `target` and returns the headers every call carries.
-async fn session_headers(
+pub(crate) async fn session_headers(
     client: &reqwest::Client,
     target: &Target,
 ) -> anyhow::Result<reqwest::header::HeaderMap> {
@@ -397,10 +405,11 @@ async fn call(
     client: &reqwest::Client,
     url: &str,
     headers: &reqwest::header::HeaderMap,
+    tag: &str,
     id: u64,
 ) -> bool {
     let body = format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"retry_task","arguments":{{"task_id":"t{id}"}}}}}}"#
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"retry_task","arguments":{{"task_id":"{tag}{id}"}}}}}}"#
     );
     match client
         .post(url)
@@ -420,7 +429,14 @@ async fn call(
     }
 }
 
-async fn measure(o: &Options, target: &Target) -> anyhow::Result<Figures> {
+/// Latency at `rate` req/s (open loop) for `seconds`, then throughput with `connections` closed
+/// loops for `seconds`.
+pub(crate) async fn measure(
+    seconds: u64,
+    rate: u64,
+    connections: usize,
+    target: &Target,
+) -> anyhow::Result<Figures> {
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(256)
@@ -430,23 +446,24 @@ async fn measure(o: &Options, target: &Target) -> anyhow::Result<Figures> {
 
     // Warm up: connections, caches.
     for id in 0..200 {
-        call(&client, &url, &headers, id).await;
+        call(&client, &url, &headers, target.tag, id).await;
     }
 
     // Latency at a fixed rate, each request timed from its scheduled start.
-    let total = o.rate * o.seconds;
-    let interval = Duration::from_secs_f64(1.0 / o.rate as f64);
+    let total = rate * seconds;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let start = tokio::time::Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         let scheduled = start + interval * i as u32;
         tokio::time::sleep_until(scheduled).await;
-        let (client, url, headers) = (client.clone(), url.clone(), headers.clone());
+        let (client, url, headers, tag) =
+            (client.clone(), url.clone(), headers.clone(), target.tag);
         // Timed from the moment it is sent: the timer's millisecond granularity would otherwise
         // dominate sub-millisecond latencies. At this rate nothing queues in the client.
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
-            let ok = call(&client, &url, &headers, 1_000 + i).await;
+            let ok = call(&client, &url, &headers, tag, 1_000 + i).await;
             (ok, sent.elapsed())
         }));
     }
@@ -467,15 +484,24 @@ async fn measure(o: &Options, target: &Target) -> anyhow::Result<Figures> {
     let (p50_ms, p99_ms) = (pct(0.50), pct(0.99));
 
     // Throughput flat out.
-    let deadline = Instant::now() + Duration::from_secs(o.seconds);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut workers = Vec::new();
-    for w in 0..o.connections {
-        let (client, url, headers) = (client.clone(), url.clone(), headers.clone());
+    for w in 0..connections {
+        let (client, url, headers, tag) =
+            (client.clone(), url.clone(), headers.clone(), target.tag);
         workers.push(tokio::spawn(async move {
             let mut n = 0u64;
             let mut failed = 0usize;
             while Instant::now() < deadline {
-                if !call(&client, &url, &headers, 10_000_000 * (w as u64 + 1) + n).await {
+                if !call(
+                    &client,
+                    &url,
+                    &headers,
+                    tag,
+                    10_000_000 * (w as u64 + 1) + n,
+                )
+                .await
+                {
                     failed += 1;
                 }
                 n += 1;
@@ -490,7 +516,7 @@ async fn measure(o: &Options, target: &Target) -> anyhow::Result<Figures> {
         errors += failed;
     }
     Ok(Figures {
-        throughput: done as f64 / o.seconds as f64,
+        throughput: done as f64 / seconds as f64,
         p50_ms,
         p99_ms,
         errors,

@@ -13,6 +13,11 @@
 //! (write-ahead and outcome each) and times the audit ingester moving them into a fresh database,
 //! printing events/s against the 20,000 events/s budget.
 //!
+//! `cargo xtask load [--quick] …` is the load and fault harness: private Postgres and Redis,
+//! the simulator, N gateway replicas behind a TCP balancer and the ingester, all on loopback;
+//! it prints throughput, latency, memory, rate-limit exactness, policy propagation and four fault
+//! drills with an audit-loss check (see `load.rs` and the crate's README).
+//!
 //! This is tooling, never linked into the product. Its only SQL is the bulk seeding of the
 //! benchmark database (which the product never does); every measured query is the store's.
 #![forbid(unsafe_code)]
@@ -20,6 +25,7 @@
 mod bench_audit;
 mod bench_gateway;
 mod bench_store;
+mod load;
 
 use anyhow::{Context as _, bail};
 
@@ -39,12 +45,17 @@ fn main() -> anyhow::Result<()> {
             let options = bench_gateway::Options::parse(rest)?;
             runtime()?.block_on(bench_gateway::run(options))
         }
+        ["load", rest @ ..] => {
+            let options = load::Options::parse(rest)?;
+            runtime()?.block_on(load::run(options))
+        }
         ["bench", "audit", rest @ ..] => {
             let options = bench_audit::Options::parse(rest)?;
             runtime()?.block_on(bench_audit::run(options))
         }
         _ => bail!(
-            "usage: cargo xtask bench gateway [--seconds N] [--rate N] [--connections N] [--no-limits]\n\
+            "usage: cargo xtask load [--quick] [--replicas N] … (see crates/xtask/README.md)\n\
+                    cargo xtask bench gateway [--seconds N] [--rate N] [--connections N] [--no-limits]\n\
                     cargo xtask bench store [--events N] [--iterations N] [--reseed] [--database NAME]\n\
                     cargo xtask bench audit [--events N] [--orgs N] [--ingesters N] [--batch N] [--shards N] [--database NAME]\n\
              (DATABASE_URL names the Postgres server; default postgres://postgres@127.0.0.1:5432/postgres; REDIS_URL the Redis)"

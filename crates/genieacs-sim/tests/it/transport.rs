@@ -102,6 +102,43 @@ async fn protocol_versions() {
 }
 
 #[tokio::test]
+async fn get_streams_stay_open_only_when_asked_for_and_only_for_a_session() {
+    let sim = spawn(SimConfig {
+        get_streams: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let s = Session::open(&sim.url).await;
+    let get = |session: Option<&str>, accept: &str| {
+        let mut r = client().get(&sim.url).header("accept", accept);
+        if let Some(id) = session {
+            r = r.header("mcp-session-id", id);
+        }
+        r.send()
+    };
+    assert_eq!(get(None, "text/event-stream").await.unwrap().status(), 400);
+    assert_eq!(
+        get(Some("no-such-session"), "text/event-stream")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        get(Some(&s.id), "application/json").await.unwrap().status(),
+        406
+    );
+    let mut stream = get(Some(&s.id), "text/event-stream").await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let first = stream.chunk().await.unwrap().expect("the priming comment");
+    assert_eq!(&first[..], b": open\n\n");
+    // Nothing else arrives soon: the stream is idle, and still open.
+    let next = tokio::time::timeout(std::time::Duration::from_millis(200), stream.chunk()).await;
+    assert!(next.is_err(), "an idle stream sends nothing: {next:?}");
+}
+
+#[tokio::test]
 async fn transport_statuses_and_jsonrpc_errors() {
     let sim = spawn_default().await;
     let s = Session::open(&sim.url).await;
