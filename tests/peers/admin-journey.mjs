@@ -1,11 +1,15 @@
 // The admin web app's journey in real Chromium (Debian's /usr/bin/chromium, driven by playwright-core):
-// sign up, register the GenieACS demo upstream, see its tools, mint a grant, see the token and proxy URL,
+// sign up, register the GenieACS demo upstream, see its tools, mint a grant, copy the token and proxy URL,
 // build a policy in the visual builder (kept in sync with the JSON both ways), try a call, publish,
-// see the diff; then the audit log (events the test driving this script stores once version 2 is
-// published): chart, live tail, filters, an event's detail and its rule in the policy, export, verify.
+// see the diff; then, as an agent, call through the gateway at the copied proxy URL with the
+// TypeScript SDK client (an allowed call, a denied one, a rate-limited one); then find exactly those
+// calls in the audit log: chart, live tail, filters, an event's detail and its rule in the policy,
+// export, verify.
 // Usage: node admin-journey.mjs ADMIN_URL UPSTREAM_MCP_URL SCREENSHOT_DIR
 // Prints "token <grant token>" and "journey ok"; exits non-zero with the reason on any failure.
 import { chromium } from "playwright-core";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -86,8 +90,12 @@ try {
   check(await copy.isVisible(), "the copy button is shown when JavaScript runs");
   await copy.click();
   await page.waitForFunction(() => document.querySelector('button.copy[data-copy="grant-token"]').textContent !== "Copy");
-  const copied = await page.evaluate(() => navigator.clipboard.readText()).catch(() => null);
-  check(copied === null || copied === token, "the token was copied");
+  const copiedToken = await page.evaluate(() => navigator.clipboard.readText());
+  check(copiedToken === token, "the token was copied");
+  await page.locator('button.copy[data-copy="proxy-url"]').click();
+  await page.waitForFunction(() => document.querySelector('button.copy[data-copy="proxy-url"]').textContent !== "Copy");
+  const copiedUrl = await page.evaluate(() => navigator.clipboard.readText());
+  check(copiedUrl === proxyUrl, `the proxy URL was copied: ${copiedUrl}`);
   await shot("5-grant-token");
 
   // Back on the server page the grant is listed by its prefix only.
@@ -127,8 +135,8 @@ try {
   await page.waitForFunction(() => /"reboot_device": \{\s*"action": "approve"/.test(document.querySelector("#source").value));
   await setting("download_firmware").locator("label.seg", { hasText: "Deny" }).click();
   await page.waitForFunction(() => /"download_firmware": \{\s*"action": "deny"/.test(document.querySelector("#source").value));
-  await setting("set_parameter").locator("input[type=number]").fill("10");
-  await page.waitForFunction(() => /"set_parameter": \{\s*"limits": \[\s*\{[^}]*"max": 10,/.test(document.querySelector("#source").value));
+  await setting("set_parameter").locator("input[type=number]").fill("2");
+  await page.waitForFunction(() => /"set_parameter": \{\s*"limits": \[\s*\{[^}]*"max": 2,/.test(document.querySelector("#source").value));
   // ...and follows the document when the JSON is edited by hand.
   const doc = JSON.parse(await source.inputValue());
   doc.tools.get_parameter = { action: "deny" };
@@ -163,19 +171,64 @@ try {
   check((await page.locator("tr.diff-delete").count()) >= 1, "the diff shows removed lines");
   await shot("7e-policy-diff");
 
-  // The audit log, once the calls are stored: the chart, live tail, filters.
+  // 5. An agent calls through the gateway at the copied proxy URL with the copied token.
+  const device = "00236A-SmartRG585-SMRT00236a42";
+  const transport = new StreamableHTTPClientTransport(new URL(copiedUrl), {
+    requestInit: { headers: { Authorization: `Bearer ${copiedToken}` } },
+  });
+  const agent = new Client({ name: "noc-agent", version: "1.0.0" });
+  await agent.connect(transport);
+  const listed = (await agent.listTools()).tools.map((t) => t.name);
+  check(listed.includes("get_parameter") && !listed.includes("delete_task"), `hidden tools are not listed: ${listed}`);
+  const text = (r) => (r.content ?? []).map((c) => c.text ?? "").join("");
+  const read = await agent.callTool({ name: "get_parameter", arguments: { device_id: device, parameter_path: "InternetGatewayDevice.DeviceInfo.SoftwareVersion" } });
+  check(!read.isError, `the read is allowed: ${text(read)}`);
+  const firmware = await agent.callTool({ name: "download_firmware", arguments: { device_id: device, file_id: "fw-2.1.bin" } });
+  check(firmware.isError && text(firmware).startsWith("[POLICY DENIED]"), `the firmware download is denied: ${text(firmware)}`);
+  const writes = [];
+  for (let i = 0; i < 3; i++) {
+    writes.push(await agent.callTool({ name: "set_parameter", arguments: { device_id: device, parameter_values: '[["InternetGatewayDevice.LANDevice.1.WLANConfiguration.1.SSID","Guest","xsd:string"]]' } }));
+  }
+  check(!writes[0].isError && !writes[1].isError, `two writes fit the limit: ${writes.map(text)}`);
+  check(writes[2].isError && /^\[POLICY DENIED\] rate limit .* reached, retry after/.test(text(writes[2])), `the third write is rate-limited: ${text(writes[2])}`);
+  await transport.terminateSession();
+  await agent.close();
+
+  // 6. The audit log holds exactly those calls, once the ingester stored them: the chart, live
+  // tail, filters.
   await page.getByRole("link", { name: "Audit log" }).click();
-  for (let i = 0; i < 50 && (await page.locator("#events tr").count()) === 0; i++) {
+  const auditUrl = page.url();
+  const rows = () => page.locator("#events tr");
+  await page.goto(`${auditUrl}?tool=set_parameter`);
+  for (let i = 0; i < 50 && (await rows().count()) < 3; i++) {
     await page.waitForTimeout(200);
     await page.reload();
   }
-  check((await page.locator("#events tr").count()) > 0, "the stored events are listed");
+  await page.goto(auditUrl);
+  check((await rows().count()) > 0, "the stored events are listed");
   check((await page.locator("svg.chart-svg rect.bar").count()) > 0, "the chart has bars");
   check(await page.locator(".legend").getByText("rate limited").isVisible(), "the legend names the decisions");
   await page.getByRole("button", { name: "Live tail: off" }).click();
   await page.locator("#tail-state", { hasText: "Live" }).waitFor();
   await shot("8-audit");
   await page.getByRole("button", { name: "Live tail: on" }).click();
+  // Filtered by identity, tool and decision, each call is there once.
+  const filtered = async (tool, decision) => {
+    await page.goto(auditUrl);
+    await page.locator("#audit-filters input[name=identity]").fill("noc-agent");
+    await page.locator("#audit-filters input[name=tool]").fill(tool);
+    await page.locator("#audit-filters select[name=decision]").selectOption(decision);
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.waitForURL(new RegExp(`tool=${tool}.*decision=${decision}|decision=${decision}.*tool=${tool}`));
+    return rows().count();
+  };
+  check((await filtered("get_parameter", "allow")) === 1, "one allowed read");
+  check((await filtered("download_firmware", "deny")) === 1, "one denied firmware download");
+  check((await filtered("set_parameter", "allow")) === 2, "two allowed writes");
+  check((await filtered("set_parameter", "rate_limited")) === 1, "one rate-limited write");
+  check(await rows().first().getByText(/^rate limit `set_parameter` \(2 per minute/).isVisible(), "the rate-limited row says why");
+  await shot("8a-audit-filtered");
+  await page.goto(auditUrl);
   await page.locator("#audit-filters select[name=decision]").selectOption("deny");
   await page.getByRole("button", { name: "Filter" }).click();
   await page.waitForURL(/decision=deny/);

@@ -1,104 +1,58 @@
 //! The journey in a real browser: Chromium driven by playwright-core (tests/peers), against the
-//! app and the simulator started here on port 0. Screenshots land in target/screenshots/admin.
+//! app, a real gateway and the simulator started here on port 0. Screenshots land in
+//! target/screenshots/admin.
 //!
-//! Calls through the gateway are not part of this journey yet: once the browser has published
-//! version 2 of the policy, this test stores audit events for the grant the browser minted (as the
-//! ingester would), so the audit pages have something to show.
+//! The gateway writes every request's event ahead into Postgres's `audit_outbox` and the
+//! `OutboxIngester` moves them into the hash-chained audit log, as `gatehouse up` does without
+//! Redis: the calls the journey makes through the gateway with the TypeScript SDK client are the
+//! ones its audit pages then show.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use admin::AdminConfig;
+use gateway::{Gateway, Settings};
 use genieacs_sim::SimConfig;
-use serde_json::json;
 use sqlx::PgPool;
-use store::audit::{AuditDecision, NewAuditEvent};
-use store::{AuditEventId, GrantId, OrgId, ServerId, Store};
-use time::OffsetDateTime;
 
-use crate::support::{spawn_app, spawn_sim};
+use crate::support::{spawn_app_with, spawn_sim};
 
-/// Waits until the browser has minted a grant and published version 2, then stores a day of
-/// calls under that grant, each decided by a rule version 2 has.
-async fn store_calls_after_publish(store: Store) {
-    let grant = loop {
-        let found: Option<(uuid::Uuid, uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
-            "select g.access_grant_id, g.server_id, g.organisation_id from access_grant g \
-             join policy p on p.policy_id = g.policy_id where p.current_version >= 2",
-        )
-        .fetch_optional(store.pool())
-        .await
-        .unwrap();
-        match found {
-            Some(g) => break g,
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
+/// A gateway over the app's store (one database, one keyring), on `listener`, with the durable
+/// audit path of a single process: the outbox journal and its ingester.
+fn spawn_gateway(
+    store: &store::Store,
+    listener: tokio::net::TcpListener,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let settings = Settings {
+        // A policy published in the browser is seen at once, without Redis announcements.
+        config_ttl: Duration::from_millis(200),
+        ..Settings::local()
     };
-    let (grant, server, org) = grant;
-    let now = OffsetDateTime::now_utc();
-    let calls = [
-        (
-            "get_parameter",
-            AuditDecision::Allow,
-            "/tools/get_parameter",
-            None,
-        ),
-        (
-            "set_parameter",
-            AuditDecision::RateLimited,
-            "/tools/set_parameter/limits/0",
-            Some("rate limit `set_parameter` reached (10 per minute per grant), retry after 20 s"),
-        ),
-        (
-            "download_firmware",
-            AuditDecision::Deny,
-            "/tools/download_firmware/action",
-            Some("`download_firmware` is denied by this server's policy"),
-        ),
-        (
-            "reboot_device",
-            AuditDecision::ApprovalPending,
-            "/tools/reboot_device/action",
-            Some("approval pending"),
-        ),
-    ];
-    let events: Vec<NewAuditEvent> = (0..96_i64)
-        .rev()
-        .map(|i| {
-            // Mostly reads, a few of everything else, spread over the last day.
-            let (tool, decision, rule, message) = calls[match i % 8 {
-                0 => 2,
-                3 => 1,
-                5 => 3,
-                _ => 0,
-            }];
-            NewAuditEvent {
-                audit_event_id: AuditEventId::new(),
-                organisation_id: OrgId::from_uuid(org),
-                occurred_at: now - time::Duration::minutes(15 * i + 1),
-                server_id: ServerId::from_uuid(server),
-                grant_id: GrantId::from_uuid(grant),
-                identity: "noc-agent".into(),
-                session_id: Some("s-1".into()),
-                method: "tools/call".into(),
-                tool_name: Some(tool.into()),
-                arguments: json!({"device_id": null}),
-                decision,
-                rule: Some(rule.into()),
-                message: message.map(Into::into),
-                policy_version: Some(2),
-                upstream_status: (decision == AuditDecision::Allow).then_some(200),
-                is_error: (decision == AuditDecision::Allow).then_some(false),
-                latency_us: Some(900 + 37 * i),
-                client_addr: Some("127.0.0.1".parse().unwrap()),
-                user_agent: Some("noc-agent/1.0".into()),
-            }
-        })
-        .collect();
-    store.insert_audit_batch(&events).await.unwrap();
+    let gateway = Gateway::new(
+        settings,
+        store.clone(),
+        limits::InProcessLimiter::new().into(),
+        mcp::session::SessionKey::derive(b"admin journey: the deployment secret"),
+        audit::Journal::outbox(store.clone(), Duration::from_secs(10)),
+        None,
+    )
+    .expect("gateway");
+    let ingester = audit::OutboxIngester::new(store.clone(), &audit::IngestConfig::default());
+    vec![
+        tokio::spawn(async move {
+            gateway::serve(listener, gateway).await.expect("gateway");
+        }),
+        tokio::spawn(async move {
+            ingester
+                .run(std::future::pending())
+                .await
+                .expect("ingester");
+        }),
+    ]
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
-async fn sign_up_register_and_mint_in_chromium(pool: PgPool) {
+async fn sign_up_register_mint_and_call_through_the_gateway_in_chromium(pool: PgPool) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let peers = root.join("tests/peers");
     assert!(
@@ -111,8 +65,11 @@ async fn sign_up_register_and_mint_in_chromium(pool: PgPool) {
         "Chromium is missing: run `scripts/test` (it installs Debian's chromium), or `apt-get install -y chromium`"
     );
     let sim = spawn_sim(SimConfig::default()).await;
-    let app = spawn_app(pool).await;
-    let seeder = tokio::spawn(store_calls_after_publish(app.store.clone()));
+    // The gateway's address is the app's public URL, so the proxy URL the page shows is real.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_url = format!("http://{}", listener.local_addr().unwrap());
+    let app = spawn_app_with(pool, AdminConfig::for_public_url(&gateway_url, true)).await;
+    let tasks = spawn_gateway(&app.store, listener);
     let shots = root.join("target/screenshots/admin");
     std::fs::create_dir_all(&shots).unwrap();
     let out = tokio::process::Command::new("node")
@@ -123,14 +80,13 @@ async fn sign_up_register_and_mint_in_chromium(pool: PgPool) {
         .current_dir(&peers)
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(120), out)
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
         .await
         .expect("the browser journey finishes within 2 minutes")
         .unwrap();
-    if seeder.is_finished() {
-        seeder.await.expect("the calls were stored");
-    } else {
-        seeder.abort();
+    for t in tasks {
+        assert!(!t.is_finished(), "the gateway and the ingester kept running");
+        t.abort();
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -149,6 +105,7 @@ async fn sign_up_register_and_mint_in_chromium(pool: PgPool) {
         "7d-try-a-call",
         "7e-policy-diff",
         "8-audit",
+        "8a-audit-filtered",
         "8b-audit-event",
         "8c-policy-rule",
         "8d-audit-verify",
@@ -156,16 +113,44 @@ async fn sign_up_register_and_mint_in_chromium(pool: PgPool) {
     ] {
         assert!(shots.join(format!("{page}.png")).is_file(), "{page}.png");
     }
-    // What the browser minted is a working grant.
+    // The calls reached the upstream only when the policy allowed them: two set_parameter tasks
+    // and nothing for the denied firmware download (get_parameter reads the ACS, queues nothing).
     let token = stdout
         .lines()
         .find_map(|l| l.strip_prefix("token "))
         .expect("the script prints the token it saw");
-    assert!(
-        app.store
-            .grant_by_token(token.trim())
-            .await
-            .unwrap()
-            .is_some()
+    let grant = app
+        .store
+        .grant_by_token(token.trim())
+        .await
+        .unwrap()
+        .expect("what the browser minted is a working grant");
+    let mut tx = app.store.begin(grant.organisation_id).await.unwrap();
+    let page = store::audit::audit_page(&mut tx, &Default::default(), None, 1000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut calls: Vec<(String, String)> = page
+        .events
+        .iter()
+        .filter(|e| e.event.method == "tools/call")
+        .map(|e| {
+            (
+                e.event.tool_name.clone().unwrap_or_default(),
+                format!("{:?}", e.event.decision),
+            )
+        })
+        .collect();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            ("download_firmware".to_owned(), "Deny".to_owned()),
+            ("get_parameter".to_owned(), "Allow".to_owned()),
+            ("set_parameter".to_owned(), "Allow".to_owned()),
+            ("set_parameter".to_owned(), "Allow".to_owned()),
+            ("set_parameter".to_owned(), "RateLimited".to_owned()),
+        ],
+        "exactly the journey's calls are in the audit log"
     );
 }
