@@ -95,7 +95,10 @@ pub fn router(state: AppState) -> Router {
         .route("/audit", get(pages::audit::list))
         .route("/audit/tail", get(pages::audit::tail))
         .route("/audit/export", get(pages::audit_export::export))
-        .route("/audit/verify", get(pages::audit_event::verify))
+        .route(
+            "/audit/verify",
+            get(pages::audit_verify::page).post(pages::audit_verify::start),
+        )
         .route("/audit/events/{event}", get(pages::audit_event::show))
         .route("/admin-events", get(pages::admin_events::list))
         .route("/members", get(pages::members::list))

@@ -19,6 +19,8 @@ use uuid::Uuid;
 
 use crate::{AuditEventId, Error, GrantId, OrgId, OrgTx, Result, ServerId, Store};
 
+pub use crate::audit_verify::{ChainProblem, ChainReport, verify_audit_chain};
+
 /// The hash every chain starts from.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 /// Partitions are kept this many days ahead of today.
@@ -622,6 +624,7 @@ macro_rules! stored_event {
         }
     }};
 }
+pub(crate) use stored_event;
 
 /// A page of the organisation's audit log, newest first, by keyset (never by offset).
 #[tracing::instrument(skip(tx))]
@@ -903,132 +906,6 @@ pub async fn audit_hourly_counts(
             })
         })
         .collect()
-}
-
-/// The outcome of recomputing an organisation's audit chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ChainReport {
-    /// Events checked.
-    pub checked: u64,
-    /// The sequence the stored chain starts at: above 1 when retention dropped older partitions.
-    pub first_sequence: Option<i64>,
-    /// The first problem found, if any; verification stops there.
-    pub problem: Option<ChainProblem>,
-}
-
-/// Where and how the chain breaks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ChainProblem {
-    /// The event's fields no longer give its stored hash: it was altered.
-    Altered { sequence: i64, audit_event_id: Uuid },
-    /// The event does not link to its predecessor: something was inserted or re-chained here.
-    Inserted { sequence: i64, audit_event_id: Uuid },
-    /// Sequence numbers `from..=to` are missing: events were removed.
-    Removed { from: i64, to: i64 },
-}
-
-/// Recomputes the organisation's audit chain from its oldest stored event and reports the first
-/// event that was altered, inserted or removed (including removals at the end, against the head).
-#[tracing::instrument(skip(tx))]
-pub async fn verify_audit_chain(tx: &mut OrgTx) -> Result<ChainReport> {
-    let org = tx.org();
-    let head = sqlx::query!(
-        "select last_sequence from chain_head where organisation_id = $1 and chain = 'audit'",
-        org.as_uuid()
-    )
-    .fetch_optional(tx.conn())
-    .await?
-    .map_or(0, |r| r.last_sequence);
-    let anchor = sqlx::query!(
-        "select first_sequence, prev_hash from audit_chain_anchor where organisation_id = $1",
-        org.as_uuid()
-    )
-    .fetch_optional(tx.conn())
-    .await?;
-    let mut report = ChainReport {
-        checked: 0,
-        first_sequence: None,
-        problem: None,
-    };
-    // Where the stored chain must start: the genesis, or where retention cut it.
-    let (start_seq, start_hash) = match anchor {
-        Some(a) => (a.first_sequence, a.prev_hash),
-        None => (1, GENESIS_HASH.to_vec()),
-    };
-    let mut expected_seq: Option<i64> = Some(start_seq);
-    let mut prev_hash: Option<Vec<u8>> = Some(start_hash);
-    let mut after = 0_i64;
-    loop {
-        let rows = sqlx::query!(
-            r#"
-            select audit_event_id, occurred_at, sequence, prev_hash, hash, server_id, access_grant_id,
-                   identity, session_id, method, tool_name, arguments, decision::text as "decision!",
-                   rule, message, policy_version, upstream_status, is_error, latency_us,
-                   host(client_addr) as client_addr, user_agent
-            from audit_event
-            where organisation_id = $1 and sequence > $2
-            order by sequence
-            limit 5000
-            "#,
-            org.as_uuid(),
-            after,
-        )
-        .fetch_all(tx.conn())
-        .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.sequence;
-        for r in rows {
-            let stored = stored_event!(r, org);
-            report.first_sequence.get_or_insert(stored.sequence);
-            let id = stored.event.audit_event_id.as_uuid();
-            if let Some(expected) = expected_seq {
-                if stored.sequence > expected {
-                    report.problem = Some(ChainProblem::Removed {
-                        from: expected,
-                        to: stored.sequence - 1,
-                    });
-                    return Ok(report);
-                }
-                if stored.sequence < expected {
-                    report.problem = Some(ChainProblem::Inserted {
-                        sequence: stored.sequence,
-                        audit_event_id: id,
-                    });
-                    return Ok(report);
-                }
-            }
-            if prev_hash.as_ref().is_some_and(|p| *p != stored.prev_hash) {
-                report.problem = Some(ChainProblem::Inserted {
-                    sequence: stored.sequence,
-                    audit_event_id: id,
-                });
-                return Ok(report);
-            }
-            if link_hash(
-                &stored.prev_hash,
-                &canonical_audit_event(&stored.event, stored.sequence),
-            ) != stored.hash[..]
-            {
-                report.problem = Some(ChainProblem::Altered {
-                    sequence: stored.sequence,
-                    audit_event_id: id,
-                });
-                return Ok(report);
-            }
-            report.checked += 1;
-            expected_seq = Some(stored.sequence + 1);
-            prev_hash = Some(stored.hash);
-        }
-    }
-    let next = expected_seq.unwrap_or(start_seq);
-    if head >= next {
-        report.problem = Some(ChainProblem::Removed {
-            from: next,
-            to: head,
-        });
-    }
-    Ok(report)
 }
 
 /// The most rows one export page returns.

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod api_key;
 pub mod audit;
 pub mod audit_outbox;
+pub mod audit_verify;
 mod error;
 pub mod grant;
 mod ids;

@@ -1,13 +1,9 @@
-//! One audit event in full (its rule linked into the policy at the version that decided it), and
-//! "verify integrity": the organisation's hash chain recomputed with the result explained.
-
-use std::time::Instant;
+//! One audit event in full (its rule linked into the policy at the version that decided it).
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 use store::AuditEventId;
-use store::audit::ChainProblem;
 use time::OffsetDateTime;
 
 use crate::AppState;
@@ -175,105 +171,6 @@ pub(crate) async fn show(
         user_agent: e.user_agent.clone().unwrap_or_default(),
         prev_hash: hex(&stored.prev_hash),
         hash: hex(&stored.hash),
-    };
-    Ok(render(&view))
-}
-
-#[derive(askama::Template)]
-#[template(path = "audit_verify.html")]
-pub(crate) struct VerifyPage {
-    pub(crate) page: Page,
-    /// "intact", "broken" or "empty".
-    pub(crate) outcome: &'static str,
-    pub(crate) headline: String,
-    pub(crate) details: Vec<String>,
-    /// The event to look at, when the problem names one.
-    pub(crate) event_href: Option<String>,
-    pub(crate) checked: u64,
-    pub(crate) took: String,
-    pub(crate) at: String,
-}
-
-/// Recomputes the organisation's hash chain (the same check as `gatehouse audit verify`). A
-/// read that changes nothing, so a GET: the button is a link, and the result can be reloaded.
-pub(crate) async fn verify(State(state): State<AppState>, m: Member<Viewer>) -> Result<Response> {
-    let started = Instant::now();
-    let mut tx = state.store.begin(m.org).await?;
-    let report = store::audit::verify_audit_chain(&mut tx).await?;
-    tx.commit().await?;
-    let took = started.elapsed();
-    let mut details = Vec::new();
-    if let Some(first) = report.first_sequence.filter(|f| *f > 1) {
-        details.push(format!(
-            "The stored chain starts at event #{first}: older events were removed by the retention setting, and where it cut is itself recorded, so that is not a break."
-        ));
-    }
-    let event = |id: &uuid::Uuid| Some(format!("/audit/events/{id}"));
-    let (outcome, headline, event_href) = match (&report.problem, report.checked) {
-        (None, 0) => (
-            "empty",
-            "No events yet: there is nothing to verify.".to_owned(),
-            None,
-        ),
-        (None, n) => (
-            "intact",
-            format!(
-                "Intact: all {n} event{} check out, each linked to the one before by its hash.",
-                if n == 1 { "" } else { "s" }
-            ),
-            None,
-        ),
-        (
-            Some(ChainProblem::Altered {
-                sequence,
-                audit_event_id,
-            }),
-            _,
-        ) => (
-            "broken",
-            format!("Broken: event #{sequence} was changed after it was recorded."),
-            event(audit_event_id),
-        ),
-        (
-            Some(ChainProblem::Inserted {
-                sequence,
-                audit_event_id,
-            }),
-            _,
-        ) => (
-            "broken",
-            format!(
-                "Broken: at event #{sequence} the chain does not link to the event before it: an event was inserted or the chain rewritten there."
-            ),
-            event(audit_event_id),
-        ),
-        (Some(ChainProblem::Removed { from, to }), _) if from == to => (
-            "broken",
-            format!("Broken: event #{from} was removed."),
-            None,
-        ),
-        (Some(ChainProblem::Removed { from, to }), _) => (
-            "broken",
-            format!("Broken: events #{from} to #{to} were removed."),
-            None,
-        ),
-    };
-    if outcome == "broken" {
-        details.push(format!(
-            "{} event{} before it verified. Treat the log from that point on as untrustworthy and compare it with an earlier export.",
-            report.checked,
-            if report.checked == 1 { "" } else { "s" }
-        ));
-    }
-    let view = VerifyPage {
-        page: Page::member("Verify the audit log", "audit", &m),
-        outcome,
-        headline,
-        details,
-        event_href,
-        checked: report.checked,
-        took: format!("{:.0} ms", took.as_secs_f64() * 1000.0),
-        at: when_precise(OffsetDateTime::now_utc()),
     };
     Ok(render(&view))
 }

@@ -85,7 +85,10 @@ async fn sign_up_register_mint_and_call_through_the_gateway_in_chromium(pool: Pg
         .expect("the browser journey finishes within 2 minutes")
         .unwrap();
     for t in tasks {
-        assert!(!t.is_finished(), "the gateway and the ingester kept running");
+        assert!(
+            !t.is_finished(),
+            "the gateway and the ingester kept running"
+        );
         t.abort();
     }
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -13,3 +13,4 @@ mod policies;
 mod roles;
 mod servers;
 mod support;
+mod verify;
