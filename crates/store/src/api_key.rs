@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use crate::admin::record_admin_event;
 use crate::error::NotFoundExt;
 use crate::secret::{NewToken, Redacted, TokenHash, TokenKind};
-use crate::{Actor, ApiKeyId, Error, OrgId, OrgTx, Result, Role, Store};
+use crate::{Actor, ApiKeyId, Error, OrgId, OrgTx, Result, Role, Store, token};
 
 /// An API key as admins see it: never the key, only its first characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,7 +32,7 @@ pub struct ApiKey {
 impl ApiKey {
     /// Neither revoked nor expired at `now`.
     pub fn is_active(&self, now: OffsetDateTime) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| t > now)
+        token::is_live(self.revoked_at, self.expires_at, now)
     }
 }
 
@@ -194,7 +194,7 @@ pub struct TokenApiKey {
 impl TokenApiKey {
     /// Neither revoked nor expired at `now`.
     pub fn is_active(&self, now: OffsetDateTime) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| t > now)
+        token::is_live(self.revoked_at, self.expires_at, now)
     }
 }
 
@@ -204,21 +204,23 @@ impl Store {
     /// expired keys are returned too (the caller refuses them); `None` for an unknown token.
     #[tracing::instrument(skip_all)]
     pub async fn api_key_by_token(&self, token: &str) -> Result<Option<TokenApiKey>> {
-        if !token.starts_with(TokenKind::ApiKey.prefix()) || token.len() > 100 {
+        if !token::may_be(TokenKind::ApiKey, token) {
             return Ok(None);
         }
-        let mut tx = self.begin_unscoped().await?;
-        let row = sqlx::query!(
-            r#"
-            select api_key_id as "api_key_id!", organisation_id as "organisation_id!",
-                   role::text as "role!", expires_at, revoked_at
-            from gatehouse_api_key_by_token_hash($1)
-            "#,
-            &TokenHash::of(token).0[..],
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let row = self
+            .by_token_hash(TokenHash::of(token), async |conn, hash| {
+                sqlx::query!(
+                    r#"
+                    select api_key_id as "api_key_id!", organisation_id as "organisation_id!",
+                           role::text as "role!", expires_at, revoked_at
+                    from gatehouse_api_key_by_token_hash($1)
+                    "#,
+                    &hash.0[..],
+                )
+                .fetch_optional(conn)
+                .await
+            })
+            .await?;
         row.map(|r| {
             Ok(TokenApiKey {
                 api_key_id: ApiKeyId::from_uuid(r.api_key_id),

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use crate::admin::record_admin_event;
 use crate::error::NotFoundExt;
 use crate::secret::{NewToken, Redacted, TokenHash, TokenKind};
-use crate::{Actor, Error, GrantId, OrgId, OrgTx, PolicyId, Result, ServerId, Store};
+use crate::{Actor, Error, GrantId, OrgId, OrgTx, PolicyId, Result, ServerId, Store, token};
 
 /// A grant as admins see it: never its token, only the token's first characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,6 +26,13 @@ pub struct Grant {
     pub last_used_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+}
+
+impl Grant {
+    /// Neither revoked nor expired at `now`.
+    pub fn is_active(&self, now: OffsetDateTime) -> bool {
+        token::is_live(self.revoked_at, self.expires_at, now)
+    }
 }
 
 /// What minting a grant takes.
@@ -226,7 +233,7 @@ pub struct TokenGrant {
 impl TokenGrant {
     /// Neither revoked nor expired at `now`.
     pub fn is_active(&self, now: OffsetDateTime) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| t > now)
+        token::is_live(self.revoked_at, self.expires_at, now)
     }
 }
 
@@ -238,19 +245,21 @@ impl Store {
     /// unknown token.
     #[tracing::instrument(skip_all)]
     pub async fn grant_by_token_hash(&self, hash: TokenHash) -> Result<Option<TokenGrant>> {
-        let mut tx = self.begin_unscoped().await?;
-        let row = sqlx::query!(
-            r#"
-            select access_grant_id as "access_grant_id!", organisation_id as "organisation_id!",
-                   server_id as "server_id!", policy_id as "policy_id!", identity as "identity!",
-                   label as "label!", expires_at, revoked_at
-            from gatehouse_grant_by_token_hash($1)
-            "#,
-            &hash.0[..],
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let row = self
+            .by_token_hash(hash, async |conn, hash| {
+                sqlx::query!(
+                    r#"
+                    select access_grant_id as "access_grant_id!", organisation_id as "organisation_id!",
+                           server_id as "server_id!", policy_id as "policy_id!", identity as "identity!",
+                           label as "label!", expires_at, revoked_at
+                    from gatehouse_grant_by_token_hash($1)
+                    "#,
+                    &hash.0[..],
+                )
+                .fetch_optional(conn)
+                .await
+            })
+            .await?;
         Ok(row.map(|r| TokenGrant {
             grant_id: GrantId::from_uuid(r.access_grant_id),
             organisation_id: OrgId::from_uuid(r.organisation_id),
@@ -265,7 +274,7 @@ impl Store {
 
     /// [`Store::grant_by_token_hash`] for a token as presented in `Authorization: Bearer`.
     pub async fn grant_by_token(&self, token: &str) -> Result<Option<TokenGrant>> {
-        if !token.starts_with(TokenKind::Grant.prefix()) {
+        if !token::may_be(TokenKind::Grant, token) {
             return Ok(None);
         }
         self.grant_by_token_hash(TokenHash::of(token)).await

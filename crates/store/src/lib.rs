@@ -23,6 +23,7 @@ pub mod org;
 pub mod policy;
 pub mod secret;
 pub mod server;
+mod token;
 mod tx;
 
 pub use account::Role;

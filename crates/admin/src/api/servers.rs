@@ -22,7 +22,9 @@ use crate::api::auth::ApiKey;
 use crate::api::problem::{ApiResult, Kind, Problem};
 use crate::api::{ApiJson, created, secret};
 use crate::auth::{Admin, Viewer};
-use crate::pages::servers::{Classified, discover, pin_and_recommend, proxy_url};
+use crate::pages::servers::{
+    Classified, discover, grant_status, pin_and_recommend, proxy_url, refresh_tools,
+};
 
 /// A registered upstream server (never its credentials).
 #[derive(Debug, Serialize, ToSchema)]
@@ -280,16 +282,7 @@ pub(crate) async fn refresh(
     Path(server): Path<String>,
 ) -> ApiResult<Json<ServerDetail>> {
     let id = server_id(&server)?;
-    let mut tx = state.store.begin(key.org).await?;
-    let server = store::server::server_by_id(&mut tx, id).await?;
-    let headers = store::server::upstream_headers(&mut tx, id).await?;
-    tx.commit().await?;
-    let (_, classified) = discover(&state, &server.upstream_url, headers.expose())
-        .await
-        .map_err(|m| Problem::new(Kind::Upstream, m))?;
-    let mut tx = state.store.begin(key.org).await?;
-    pin_and_recommend(&mut tx, key.actor(), id, &classified, false).await?;
-    tx.commit().await?;
+    refresh_tools(&state, key.org, key.actor(), id).await?;
     Ok(Json(detail(&state, &key, id).await?))
 }
 
@@ -315,14 +308,7 @@ pub(crate) struct GrantOut {
 }
 
 fn grant_out(g: Grant) -> GrantOut {
-    let now = OffsetDateTime::now_utc();
-    let status = if g.revoked_at.is_some() {
-        "revoked"
-    } else if g.expires_at.is_some_and(|t| t <= now) {
-        "expired"
-    } else {
-        "active"
-    };
+    let status = grant_status(&g, OffsetDateTime::now_utc());
     GrantOut {
         id: g.grant_id.as_uuid(),
         server_id: g.server_id.as_uuid(),

@@ -4,15 +4,15 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use store::{ApiKeyId, Role};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::AppState;
 use crate::auth::{Admin, Member};
 use crate::error::{Error, Result};
+use crate::pages::shown_once::{DoneQuery, commit_or_refuse, lifetime, refused};
 use crate::pages::{check_len, when};
 use crate::views::{Page, render};
 
@@ -93,18 +93,12 @@ async fn keys_page(
     })
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct ListQuery {
-    done: Option<String>,
-}
-
 pub(crate) async fn list(
     State(state): State<AppState>,
     m: Member<Admin>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<DoneQuery>,
 ) -> Result<Response> {
-    let notice = (q.done.as_deref() == Some("revoked"))
-        .then(|| "API key revoked: it stopped working.".to_owned());
+    let notice = q.notice("revoked", "API key revoked: it stopped working.");
     Ok(render(
         &keys_page(&state, &m, String::new(), Vec::new(), notice).await?,
     ))
@@ -120,15 +114,8 @@ pub(crate) struct MintForm {
     expires: String,
 }
 
-fn lifetime(choice: &str) -> std::result::Result<Option<Duration>, String> {
-    Ok(Some(match choice {
-        "never" | "" => return Ok(None),
-        "30d" => Duration::days(30),
-        "90d" => Duration::days(90),
-        "365d" => Duration::days(365),
-        _ => return Err("Choose an expiry from the list.".into()),
-    }))
-}
+/// The expiries the form offers, in days (or never).
+const LIFETIME_DAYS: [i64; 3] = [30, 90, 365];
 
 pub(crate) async fn mint(
     State(state): State<AppState>,
@@ -140,37 +127,35 @@ pub(crate) async fn mint(
     let role = f.role.parse::<Role>().map_err(|_| {
         errors.push("Choose a role from the list.".into());
     });
-    let expires = lifetime(&f.expires).unwrap_or_else(|e| {
+    let expires = lifetime(&f.expires, &LIFETIME_DAYS).unwrap_or_else(|e| {
         errors.push(e);
         None
     });
     if let (true, Ok(role)) = (errors.is_empty(), role) {
         let mut tx = state.store.begin(m.org).await?;
         let expires_at = expires.map(|d| OffsetDateTime::now_utc() + d);
-        match store::api_key::mint_api_key(&mut tx, m.actor(), &f.name, role, expires_at).await {
-            Ok(minted) => {
-                tx.commit().await?;
-                return Ok(render(&ApiKeyTokenPage {
-                    page: Page::member(format!("API key {}", minted.api_key.name), "api-keys", &m),
-                    name: minted.api_key.name,
-                    role: minted.api_key.role,
-                    token: minted.token.expose().clone(),
-                    expires: minted
-                        .api_key
-                        .expires_at
-                        .map_or_else(|| "never".into(), when),
-                }));
-            }
-            Err(store::Error::Conflict { message, .. }) => {
-                tx.rollback().await?;
-                errors.push(format!("Not minted: {message}."));
-            }
-            Err(e) => return Err(e.into()),
+        let minted =
+            store::api_key::mint_api_key(&mut tx, m.actor(), &f.name, role, expires_at).await;
+        if let Some(minted) = commit_or_refuse(tx, minted, &mut errors, |e| match e {
+            store::Error::Conflict { message, .. } => Some(format!("Not minted: {message}.")),
+            _ => None,
+        })
+        .await?
+        {
+            return Ok(render(&ApiKeyTokenPage {
+                page: Page::member(format!("API key {}", minted.api_key.name), "api-keys", &m),
+                name: minted.api_key.name,
+                role: minted.api_key.role,
+                token: minted.token.expose().clone(),
+                expires: minted
+                    .api_key
+                    .expires_at
+                    .map_or_else(|| "never".into(), when),
+            }));
         }
     }
     let name = f.name.chars().take(200).collect();
-    let page = keys_page(&state, &m, name, errors, None).await?;
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response())
+    Ok(refused(&keys_page(&state, &m, name, errors, None).await?))
 }
 
 pub(crate) async fn revoke(

@@ -2,19 +2,19 @@
 
 use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
 use store::grant::{Grant, MintedGrant, NewGrant};
 use store::{GrantId, ServerId};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::AppState;
 use crate::auth::{Admin, Member};
 use crate::error::{Error, Result};
 use crate::pages::check_len;
 use crate::pages::servers::{proxy_url, server_id, server_page};
+use crate::pages::shown_once::{commit_or_refuse, lifetime, refused};
 use crate::views::{GrantTokenPage, Page, render};
 
 #[derive(Debug, Deserialize)]
@@ -29,17 +29,8 @@ pub(crate) struct MintForm {
     expires: String,
 }
 
-fn lifetime(choice: &str) -> std::result::Result<Option<Duration>, String> {
-    Ok(Some(match choice {
-        "never" | "" => return Ok(None),
-        "1d" => Duration::days(1),
-        "7d" => Duration::days(7),
-        "30d" => Duration::days(30),
-        "90d" => Duration::days(90),
-        "365d" => Duration::days(365),
-        _ => return Err("Choose an expiry from the list.".into()),
-    }))
-}
+/// The expiries the form offers, in days (or never).
+const LIFETIME_DAYS: [i64; 5] = [1, 7, 30, 90, 365];
 
 pub(crate) async fn mint(
     State(state): State<AppState>,
@@ -52,7 +43,7 @@ pub(crate) async fn mint(
     check_len("Label", &f.label, 1, 200, &mut errors);
     check_len("Identity", &f.identity, 0, 200, &mut errors);
     check_len("Policy", &f.policy, 1, 63, &mut errors);
-    let expires = lifetime(&f.expires).unwrap_or_else(|e| {
+    let expires = lifetime(&f.expires, &LIFETIME_DAYS).unwrap_or_else(|e| {
         errors.push(e);
         None
     });
@@ -69,22 +60,18 @@ pub(crate) async fn mint(
         };
         // The server must be this organisation's: an unknown id is a 404, not a form error.
         store::server::server_by_id(&mut tx, id).await?;
-        match store::grant::mint_grant(&mut tx, m.actor(), &new).await {
-            Ok(minted) => {
-                tx.commit().await?;
-                return token_page(&state, &m, id, minted, false).await;
-            }
-            Err(store::Error::NotFound { what }) => {
-                errors.push(format!("No such {what}."));
-            }
-            Err(store::Error::Invalid { field, reason }) => {
-                errors.push(format!("The {field} {reason}."));
-            }
-            Err(e) => return Err(e.into()),
+        let minted = store::grant::mint_grant(&mut tx, m.actor(), &new).await;
+        if let Some(minted) = commit_or_refuse(tx, minted, &mut errors, |e| match e {
+            store::Error::NotFound { what } => Some(format!("No such {what}.")),
+            store::Error::Invalid { field, reason } => Some(format!("The {field} {reason}.")),
+            _ => None,
+        })
+        .await?
+        {
+            return token_page(&state, &m, id, minted, false).await;
         }
     }
-    let page = server_page(&state, &m, id, None, errors).await?;
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response())
+    Ok(refused(&server_page(&state, &m, id, None, errors).await?))
 }
 
 /// The name a client config gives the server: its name, as a lowercase slug.

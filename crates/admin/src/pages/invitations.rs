@@ -17,6 +17,7 @@ use crate::AppState;
 use crate::auth::{self, Admin, Member, SignedIn, Visitor};
 use crate::error::{Error, Result};
 use crate::pages::account::start_session;
+use crate::pages::shown_once::{DoneQuery, commit_or_refuse, refused};
 use crate::pages::when;
 use crate::views::{Page, render};
 
@@ -122,18 +123,12 @@ async fn invitations_page(
     })
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct ListQuery {
-    done: Option<String>,
-}
-
 pub(crate) async fn list(
     State(state): State<AppState>,
     m: Member<Admin>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<DoneQuery>,
 ) -> Result<Response> {
-    let notice = (q.done.as_deref() == Some("revoked"))
-        .then(|| "Invitation revoked: its link stopped working.".to_owned());
+    let notice = q.notice("revoked", "Invitation revoked: its link stopped working.");
     Ok(render(
         &invitations_page(&state, &m, String::new(), Vec::new(), notice).await?,
     ))
@@ -170,35 +165,33 @@ pub(crate) async fn invite(
     }
     if let (Some(role), Some(days)) = (role, days) {
         let mut tx = state.store.begin(m.org).await?;
-        match store::invitation::create_invitation(
+        let created = store::invitation::create_invitation(
             &mut tx,
             m.actor(),
             &f.email,
             role,
             Duration::days(days),
         )
-        .await
+        .await;
+        if let Some(new) = commit_or_refuse(tx, created, &mut errors, |e| match e {
+            store::Error::Invalid { reason, .. } => Some(format!("The email {reason}.")),
+            _ => None,
+        })
+        .await?
         {
-            Ok(new) => {
-                tx.commit().await?;
-                return Ok(render(&InvitationLinkPage {
-                    page: Page::member("Invitation", "members", &m),
-                    link: accept_url(&state, &headers, new.token.expose()),
-                    email: new.invitation.email,
-                    role: new.invitation.role,
-                    expires: when(new.invitation.expires_at),
-                }));
-            }
-            Err(store::Error::Invalid { reason, .. }) => {
-                tx.rollback().await?;
-                errors.push(format!("The email {reason}."));
-            }
-            Err(e) => return Err(e.into()),
+            return Ok(render(&InvitationLinkPage {
+                page: Page::member("Invitation", "members", &m),
+                link: accept_url(&state, &headers, new.token.expose()),
+                email: new.invitation.email,
+                role: new.invitation.role,
+                expires: when(new.invitation.expires_at),
+            }));
         }
     }
     let email = f.email.chars().take(320).collect();
-    let page = invitations_page(&state, &m, email, errors, None).await?;
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response())
+    Ok(refused(
+        &invitations_page(&state, &m, email, errors, None).await?,
+    ))
 }
 
 pub(crate) async fn revoke(

@@ -10,6 +10,7 @@ use store::{Role, UserId};
 use crate::AppState;
 use crate::auth::{Admin, Member, Viewer};
 use crate::error::{Error, Result};
+use crate::pages::shown_once::DoneQuery;
 use crate::pages::when;
 use crate::views::{MemberRow, MembersPage, Page, render};
 
@@ -42,17 +43,12 @@ async fn members_page<R>(
     })
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct ListQuery {
-    done: Option<String>,
-}
-
 pub(crate) async fn list(
     State(state): State<AppState>,
     m: Member<Viewer>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<DoneQuery>,
 ) -> Result<Response> {
-    let notice = (q.done.as_deref() == Some("role")).then(|| "Role changed.".to_owned());
+    let notice = q.notice("role", "Role changed.");
     Ok(render(&members_page(&state, &m, Vec::new(), notice).await?))
 }
 

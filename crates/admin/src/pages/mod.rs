@@ -15,6 +15,7 @@ pub(crate) mod policies;
 pub(crate) mod policy_builder;
 pub(crate) mod policy_versions;
 pub(crate) mod servers;
+pub(crate) mod shown_once;
 
 /// A date and time as pages show them: UTC, to the minute.
 pub(crate) fn when(t: time::OffsetDateTime) -> String {

@@ -7,9 +7,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use policy::{Recommendation, Risk, Signal, ToolDef};
 use serde::Deserialize;
 use serde_json::Value;
+use store::grant::Grant;
 use store::secret::Redacted;
 use store::server::{NewServer, PinnedTool};
-use store::{Actor, OrgTx, Role, ServerId};
+use store::{Actor, OrgId, OrgTx, Role, ServerId};
 
 use crate::AppState;
 use crate::auth::{Admin, Member, Viewer};
@@ -414,13 +415,7 @@ pub(crate) async fn server_page<R>(
         grants: grants
             .into_iter()
             .map(|g| {
-                let status = if g.revoked_at.is_some() {
-                    "revoked"
-                } else if g.expires_at.is_some_and(|t| t <= now) {
-                    "expired"
-                } else {
-                    "active"
-                };
+                let status = grant_status(&g, now);
                 GrantRow {
                     id: g.grant_id.to_string(),
                     policy: policy_name(g.policy_id),
@@ -450,8 +445,40 @@ pub(crate) async fn server_page<R>(
     })
 }
 
+/// `active`, `revoked` or `expired`, as the server page and the API say it.
+pub(crate) fn grant_status(g: &Grant, now: time::OffsetDateTime) -> &'static str {
+    if g.revoked_at.is_some() {
+        "revoked"
+    } else if g.is_active(now) {
+        "active"
+    } else {
+        "expired"
+    }
+}
+
 pub(crate) fn proxy_url(state: &AppState, id: ServerId) -> String {
     format!("{}/mcp/{id}", state.config.public_url)
+}
+
+/// Lists server `id`'s tools again and pins them as a new snapshot (its policies unchanged); an
+/// upstream that cannot be listed is an [`Error::Upstream`]. The web page's and the API's refresh.
+pub(crate) async fn refresh_tools(
+    state: &AppState,
+    org: OrgId,
+    actor: Actor,
+    id: ServerId,
+) -> Result<()> {
+    let mut tx = state.store.begin(org).await?;
+    let server = store::server::server_by_id(&mut tx, id).await?;
+    let headers = store::server::upstream_headers(&mut tx, id).await?;
+    tx.commit().await?;
+    let (_, classified) = discover(state, &server.upstream_url, headers.expose())
+        .await
+        .map_err(Error::Upstream)?;
+    let mut tx = state.store.begin(org).await?;
+    pin_and_recommend(&mut tx, actor, id, &classified, false).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 pub(crate) async fn refresh(
@@ -460,15 +487,6 @@ pub(crate) async fn refresh(
     Path(server): Path<String>,
 ) -> Result<Response> {
     let id = server_id(&server)?;
-    let mut tx = state.store.begin(m.org).await?;
-    let server = store::server::server_by_id(&mut tx, id).await?;
-    let headers = store::server::upstream_headers(&mut tx, id).await?;
-    tx.commit().await?;
-    let (_, classified) = discover(&state, &server.upstream_url, headers.expose())
-        .await
-        .map_err(Error::Upstream)?;
-    let mut tx = state.store.begin(m.org).await?;
-    pin_and_recommend(&mut tx, m.actor(), id, &classified, false).await?;
-    tx.commit().await?;
+    refresh_tools(&state, m.org, m.actor(), id).await?;
     Ok(Redirect::to(&format!("/servers/{id}?done=refreshed")).into_response())
 }
