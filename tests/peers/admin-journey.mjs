@@ -267,6 +267,42 @@ try {
   await page.getByText("grant.mint").waitFor();
   await shot("9-admin-events");
 
+  // 7. The organisation: members, an invitation link (shown once), an API key (shown once), the
+  // account, and signing out and in again.
+  await page.getByRole("link", { name: "Members", exact: true }).click();
+  await page.locator("main").getByText("noc-lead@acme-isp.example").waitFor();
+  await shot("10-members");
+  await page.getByRole("link", { name: "Invite people" }).click();
+  await page.getByLabel("Email").fill("field-tech@acme-isp.example");
+  await page.getByLabel("Role").selectOption("viewer");
+  await page.getByRole("button", { name: "Create invitation link" }).click();
+  await page.getByText("Copy the link now").waitFor();
+  check((await page.locator("#invitation-link").inputValue()).includes("/join/ghi_"), "the invitation link is shown");
+  await shot("10b-invitation-link");
+  await page.getByRole("link", { name: "Done" }).click();
+  await page.getByText("field-tech@acme-isp.example").waitFor();
+  await shot("10c-invitations");
+  await page.getByRole("link", { name: "API keys" }).click();
+  await page.getByLabel("Name").fill("ci-deploy");
+  await page.getByLabel("Role").selectOption("policy_manager");
+  await page.getByRole("button", { name: "Mint key" }).click();
+  await page.getByText("Copy the key now.").waitFor();
+  check(/^gha_[0-9A-Za-z]{44}$/.test(await page.locator("#api-key").inputValue()), "an API key is shown");
+  await shot("11-api-key");
+  await page.getByRole("link", { name: "Done" }).click();
+  await page.locator("main").getByText("ci-deploy").waitFor();
+  await shot("11b-api-keys");
+  await page.getByRole("link", { name: "noc-lead@acme-isp.example" }).click();
+  await page.getByRole("button", { name: "Change password" }).waitFor();
+  await shot("12-account");
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.goto(`${adminUrl}/login`);
+  await shot("13-login");
+  await page.getByLabel("Email").fill("noc-lead@acme-isp.example");
+  await page.getByLabel("Password").fill("a long and careful passphrase");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.waitForURL(`${adminUrl}/servers`);
+
   console.log(`token ${token}`);
   console.log("journey ok");
 } catch (e) {

@@ -113,6 +113,13 @@ async fn sign_up_register_mint_and_call_through_the_gateway_in_chromium(pool: Pg
         "8c-policy-rule",
         "8d-audit-verify",
         "9-admin-events",
+        "10-members",
+        "10b-invitation-link",
+        "10c-invitations",
+        "11-api-key",
+        "11b-api-keys",
+        "12-account",
+        "13-login",
     ] {
         assert!(shots.join(format!("{page}.png")).is_file(), "{page}.png");
     }
