@@ -25,6 +25,7 @@
 mod bench_audit;
 mod bench_gateway;
 mod bench_store;
+mod bench_verify;
 mod load;
 
 use anyhow::{Context as _, bail};
@@ -53,11 +54,16 @@ fn main() -> anyhow::Result<()> {
             let options = bench_audit::Options::parse(rest)?;
             runtime()?.block_on(bench_audit::run(options))
         }
+        ["bench", "verify", rest @ ..] => {
+            let options = bench_verify::Options::parse(rest)?;
+            runtime()?.block_on(bench_verify::run(options))
+        }
         _ => bail!(
             "usage: cargo xtask load [--quick] [--replicas N] … (see crates/xtask/README.md)\n\
                     cargo xtask bench gateway [--seconds N] [--rate N] [--connections N] [--no-limits]\n\
                     cargo xtask bench store [--events N] [--iterations N] [--reseed] [--database NAME]\n\
                     cargo xtask bench audit [--events N] [--orgs N] [--ingesters N] [--batch N] [--shards N] [--database NAME]\n\
+                    cargo xtask bench verify [--events N] [--database NAME]\n\
              (DATABASE_URL names the Postgres server; default postgres://postgres@127.0.0.1:5432/postgres; REDIS_URL the Redis)"
         ),
     }
