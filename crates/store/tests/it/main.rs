@@ -2,6 +2,7 @@
 //! database with every migration applied (`DATABASE_URL` names the server).
 
 mod audit;
+mod audit_verify;
 mod isolation;
 mod servers_policies_grants;
 
