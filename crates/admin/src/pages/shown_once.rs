@@ -21,11 +21,9 @@ pub(crate) fn lifetime(
     if matches!(choice, "never" | "") {
         return Ok(None);
     }
-    choice
-        .strip_suffix('d')
-        .and_then(|d| d.parse::<i64>().ok())
-        .filter(|d| days.contains(d))
-        .map(|d| Some(Duration::days(d)))
+    days.iter()
+        .find(|d| choice == format!("{d}d"))
+        .map(|d| Some(Duration::days(*d)))
         .ok_or_else(|| "Choose an expiry from the list.".into())
 }
 
