@@ -12,6 +12,7 @@
 
 pub mod headers;
 pub mod message;
+pub mod pin;
 pub mod reply;
 pub mod session;
 pub mod sse;
