@@ -17,6 +17,8 @@ pub enum Actor {
     ApiKey(ApiKeyId),
     /// An operator at the command line (`gatehouse ...`), who has the database itself.
     Operator,
+    /// The gateway, reporting what it saw (a tool drift).
+    Gateway,
 }
 
 impl Actor {
@@ -25,6 +27,7 @@ impl Actor {
             Actor::User(_) => "user",
             Actor::ApiKey(_) => "api_key",
             Actor::Operator => "cli",
+            Actor::Gateway => "gateway",
         }
     }
 
@@ -40,7 +43,8 @@ impl Actor {
         match self {
             Actor::User(_) => "web",
             Actor::ApiKey(_) => "api",
-            Actor::Operator => "cli",
+            // The gateway publishes nothing; were it to, it would be an operator's process.
+            Actor::Operator | Actor::Gateway => "cli",
         }
     }
 }
@@ -62,7 +66,7 @@ pub(crate) async fn record_admin_event(
     let (actor_user_id, actor_api_key_id) = match actor {
         Actor::User(u) => (Some(u.as_uuid()), None),
         Actor::ApiKey(k) => (None, Some(k.as_uuid())),
-        Actor::Operator => (None, None),
+        Actor::Operator | Actor::Gateway => (None, None),
     };
     let canonical = canonical_json(&json!([
         "gatehouse-admin-v1",

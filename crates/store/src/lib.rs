@@ -15,6 +15,7 @@ pub mod api_key;
 pub mod audit;
 pub mod audit_outbox;
 pub mod audit_verify;
+pub mod drift;
 mod error;
 pub mod grant;
 mod ids;

@@ -9,7 +9,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::admin::record_admin_event;
-use crate::audit::canonical_json;
 use crate::error::NotFoundExt;
 use crate::secret::{Redacted, Sealed};
 use crate::{Actor, Error, OrgId, OrgTx, Result, ServerId, Store};
@@ -342,9 +341,9 @@ impl PinnedTool {
     }
 }
 
-/// SHA-256 of a tool definition in canonical form (sorted keys), so key order does not matter.
+/// The pin of a tool definition (`mcp::pin`): what the gateway compares live definitions with.
 pub fn definition_hash(definition: &Value) -> [u8; 32] {
-    Sha256::digest(canonical_json(definition)).into()
+    mcp::pin::pin_hash(definition)
 }
 
 /// Pins a new snapshot of the server's tools; the gateway enforces the latest one.
@@ -398,6 +397,23 @@ pub async fn pin_tool_snapshot(
         &hashes,
         &risks,
         &signals,
+    )
+    .execute(tx.conn())
+    .await?;
+    // A drift whose live definition is now pinned is settled by this snapshot.
+    sqlx::query!(
+        r#"
+        update tool_drift set resolved_at = now(), resolved_by = $3, resolution = 'repinned'
+        from unnest($4::text[], $5::bytea[]) as t(name, hash)
+        where tool_drift.organisation_id = $1 and tool_drift.server_id = $2
+          and tool_drift.resolved_at is null
+          and tool_drift.tool_name = t.name and tool_drift.live_hash = t.hash
+        "#,
+        org,
+        server.as_uuid(),
+        actor.user(),
+        &names,
+        &hashes,
     )
     .execute(tx.conn())
     .await?;

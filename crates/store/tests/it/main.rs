@@ -3,6 +3,7 @@
 
 mod audit;
 mod audit_verify;
+mod drift;
 mod isolation;
 mod servers_policies_grants;
 
