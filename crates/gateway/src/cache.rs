@@ -39,6 +39,9 @@ pub(crate) struct GrantView {
     /// (an `x-mcp-header` on a property), by tool name; `None` when the server has no pinned
     /// snapshot, so no tool's schema is known.
     pub(crate) param_schemas: Option<HashMap<String, serde_json::Value>>,
+    /// The pin hash of each tool of the server's latest snapshot (`pinning`); `None` when the
+    /// server has no snapshot.
+    pub(crate) pins: Option<Arc<crate::pinning::Pins>>,
 }
 
 impl GrantView {
@@ -262,6 +265,7 @@ async fn load_view(
         .await
         .context("reading the server's pinned tools")?;
     tx.rollback().await.context("ending the read")?;
+    let pins = crate::pinning::pins_of(&pinned);
     let param_schemas = (!pinned.is_empty()).then(|| {
         pinned
             .into_iter()
@@ -301,5 +305,6 @@ async fn load_view(
         policy,
         policy_version: u32::try_from(version.version).unwrap_or(0),
         param_schemas,
+        pins,
     })
 }

@@ -23,6 +23,7 @@ mod error;
 mod event;
 pub mod invalidate;
 mod metrics;
+mod pinning;
 mod proxy;
 mod settings;
 mod streams;
@@ -56,6 +57,7 @@ struct Inner {
     streams: Arc<streams::Streams>,
     throttle: throttle::FailureThrottle,
     budget: budget::Budget,
+    pinning: Arc<pinning::Registry>,
 }
 
 impl Gateway {
@@ -95,6 +97,11 @@ impl Gateway {
         let throttle = throttle::FailureThrottle::new(settings.auth_failures_per_minute);
         let budget = budget::Budget::new(settings.max_buffered_bytes);
         let recheck_every = settings.config_ttl;
+        let pinning = Arc::new(pinning::Registry::new(
+            store.clone(),
+            http.clone(),
+            &settings,
+        ));
         let gateway = Gateway {
             inner: Arc::new(Inner {
                 settings,
@@ -109,6 +116,7 @@ impl Gateway {
                 streams,
                 throttle,
                 budget,
+                pinning,
             }),
         };
         // Open streams follow their grant's configuration for as long as the gateway lives.

@@ -495,6 +495,9 @@ async fn post(
                     view.policy.records_arguments(call.name),
                 );
             }
+            if let Some(refused) = check_pins(gw, ctx, view, call.id, call.name).await {
+                return Ok(refused);
+            }
             let subject = Subject {
                 organisation: &view.organisation,
                 server: &view.server,
@@ -676,6 +679,36 @@ fn check_param_headers(
         mcp::headers::check_param_headers(headers, schema, call.arguments)?;
     }
     mcp::headers::check_undeclared_param_headers(headers, schema)
+}
+
+/// A call of a tool whose live definition is not the pinned one is an unknown tool (DESIGN.md §5,
+/// §8); one that cannot be checked (the upstream could not be listed) is refused, not forwarded.
+async fn check_pins(
+    gw: &Gateway,
+    ctx: &mut Ctx,
+    view: &GrantView,
+    id: mcp::Id<'_>,
+    tool: &str,
+) -> Option<Response> {
+    match gw.inner.pinning.check_call(view, tool).await {
+        Ok(crate::pinning::CallCheck::Pinned) => None,
+        Ok(crate::pinning::CallCheck::Unknown(why)) => {
+            gw.inner.metrics.decision("unknown_tool");
+            ctx.decide(
+                "unknown_tool",
+                None,
+                Some(format!("Unknown tool: {tool} ({why})")),
+            );
+            Some(answer(reply::unknown_tool(id, tool)))
+        }
+        Err(failure) => {
+            tracing::warn!(
+                ?failure,
+                "the upstream's tools could not be listed to check a call"
+            );
+            Some(upstream_failure(gw, ctx, Some(&id.to_owned()), failure))
+        }
+    }
 }
 
 /// `retry_task_rate` (30 per minute per grant)
@@ -983,6 +1016,7 @@ async fn forward(
                 idle,
                 lifetime: settings.stream_max_lifetime,
                 max_event_bytes: settings.max_sse_event_bytes,
+                pinning: inner.pinning.clone(),
             },
         ));
         let mut out = build(status, out_headers, body);
@@ -998,8 +1032,14 @@ async fn forward(
         };
         let bytes = match &expect {
             Expect::ToolsList { .. } => {
-                match mcp::tools_list::filter(&bytes, |name, _| view.policy.visible(name)) {
-                    Ok(filtered) => Bytes::from(filtered.bytes.into_owned()),
+                let listed = mcp::tools_list::filter(&bytes, |name, definition| {
+                    view.policy.visible(name) && crate::pinning::admits(view, name, definition)
+                });
+                match listed {
+                    Ok(filtered) => {
+                        inner.pinning.observe(view, &filtered.tools);
+                        Bytes::from(filtered.bytes.into_owned())
+                    }
                     Err(mcp::tools_list::ToolsListError::ErrorResponse) => bytes,
                     Err(e) => {
                         tracing::warn!(error = %e, "unusable tools/list answer");

@@ -198,6 +198,8 @@ pub(crate) struct Proxied {
     /// The longest the stream stays open.
     pub(crate) lifetime: Duration,
     pub(crate) max_event_bytes: usize,
+    /// Live tool definitions seen on the stream are checked against the pins and learnt here.
+    pub(crate) pinning: Arc<crate::pinning::Registry>,
 }
 
 /// Why a stream ends early.
@@ -337,7 +339,7 @@ pub(crate) fn body(
 
 fn pass_all(
     answered: &mut bool,
-    view: &GrantView,
+    view: &Arc<GrantView>,
     p: &Proxied,
     events: &[SseEvent],
 ) -> Result<Bytes, &'static str> {
@@ -367,7 +369,11 @@ struct Inspected {
 
 /// Looks at one event: passes it, replaces it with its filtered version, or refuses it (`Err`,
 /// the stream ends) when it may carry a tool list the gateway cannot filter.
-fn inspect(view: &GrantView, p: &Proxied, event: &SseEvent) -> Result<Inspected, &'static str> {
+fn inspect(
+    view: &Arc<GrantView>,
+    p: &Proxied,
+    event: &SseEvent,
+) -> Result<Inspected, &'static str> {
     let pass = Inspected {
         replace: None,
         answers: false,
@@ -409,8 +415,14 @@ fn inspect(view: &GrantView, p: &Proxied, event: &SseEvent) -> Result<Inspected,
         }
         Err(_) => return Ok(pass),
     };
-    let Kind::Response(response) = &message.kind else {
-        return Ok(pass);
+    let response = match &message.kind {
+        Kind::Response(response) => response,
+        Kind::Notification(n) if n.method == mcp::method::NOTIFICATION_TOOLS_LIST_CHANGED => {
+            // Passed on to the client (which lists again); the replica re-checks too.
+            p.pinning.list_changed(view.clone());
+            return Ok(pass);
+        }
+        _ => return Ok(pass),
     };
     let answers = match (&p.request, response.id) {
         (Some(request), Some(id)) => request.as_id().raw() == id.raw(),
@@ -435,7 +447,13 @@ fn inspect(view: &GrantView, p: &Proxied, event: &SseEvent) -> Result<Inspected,
         // Discarded by clients; never forwarded unfiltered either.
         return Err("an unterminated event carrying a tool list");
     }
-    match mcp::tools_list::filter(data.as_bytes(), |name, _| view.policy.visible(name)) {
+    let listed = mcp::tools_list::filter(data.as_bytes(), |name, definition| {
+        view.policy.visible(name) && crate::pinning::admits(view, name, definition)
+    });
+    if let Ok(filtered) = &listed {
+        p.pinning.observe(view, &filtered.tools);
+    }
+    match listed {
         Ok(filtered) if !filtered.changed() => Ok(Inspected {
             replace: None,
             answers,

@@ -210,7 +210,13 @@ async fn buffered_bytes_are_bounded_across_requests(pool: PgPool) {
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn mcp_param_headers_must_agree_with_the_arguments(pool: PgPool) {
     let store = store(pool);
-    let (recorder, upstream, _task) = recorder().await;
+    let retry_task = json!({"name": "retry_task", "inputSchema": {"type": "object", "properties": {
+        "task_id": {"type": "string", "x-mcp-header": "Task"},
+        "note": {"type": "string"}}}});
+    let list_devices = json!({"name": "list_devices", "inputSchema": {"type": "object"}});
+    // The upstream lists the pinned definitions, so pinning lets the calls through.
+    let (recorder, upstream, _task) =
+        recorder_listing(json!([retry_task.clone(), list_devices.clone()])).await;
     let pinned = seed(&store, &upstream, ALLOW_ALL).await;
     let mut tx = store.begin(pinned.org).await.expect("tx");
     store::server::pin_tool_snapshot(
@@ -218,20 +224,8 @@ async fn mcp_param_headers_must_agree_with_the_arguments(pool: PgPool) {
         Actor::Operator,
         pinned.server,
         &[
-            PinnedTool::new(
-                json!({"name": "retry_task", "inputSchema": {"type": "object", "properties": {
-                    "task_id": {"type": "string", "x-mcp-header": "Task"},
-                    "note": {"type": "string"}}}}),
-                RiskClass::Write,
-                json!({}),
-            )
-            .unwrap(),
-            PinnedTool::new(
-                json!({"name": "list_devices", "inputSchema": {"type": "object"}}),
-                RiskClass::Read,
-                json!({}),
-            )
-            .unwrap(),
+            PinnedTool::new(retry_task, RiskClass::Write, json!({})).unwrap(),
+            PinnedTool::new(list_devices, RiskClass::Read, json!({})).unwrap(),
         ],
     )
     .await

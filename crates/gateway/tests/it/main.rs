@@ -11,6 +11,7 @@ mod enforce;
 mod guards;
 mod hostile;
 mod peers;
+mod pinning;
 mod sessions;
 mod streams;
 mod support;

@@ -513,14 +513,31 @@ pub(crate) struct Recorder {
 }
 
 pub(crate) async fn recorder() -> (Recorder, String, tokio::task::JoinHandle<()>) {
+    recorder_listing(json!([])).await
+}
+
+/// A recorder whose `tools/list` answers `tools` (one page).
+pub(crate) async fn recorder_listing(
+    tools: Value,
+) -> (Recorder, String, tokio::task::JoinHandle<()>) {
     let recorder = Recorder::default();
     let r = recorder.clone();
+    let tools = Arc::new(tools);
     let app = axum::Router::new().route(
         "/mcp",
         axum::routing::post(move |body: axum::body::Bytes| {
             let r = r.clone();
+            let tools = tools.clone();
             async move {
                 let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                if message["method"] == "tools/list" {
+                    let reply = json!({"jsonrpc": "2.0", "id": message["id"],
+                        "result": {"tools": *tools}});
+                    return (
+                        [(http::header::CONTENT_TYPE, "application/json")],
+                        reply.to_string(),
+                    );
+                }
                 if message["method"] == "tools/call" {
                     let task = message["params"]["arguments"]["task_id"]
                         .as_str()
