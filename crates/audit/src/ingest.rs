@@ -80,18 +80,6 @@ pub struct StepReport {
     pub dead: u64,
 }
 
-impl StepReport {
-    fn add(&mut self, o: StepReport) {
-        self.read += o.read;
-        self.inserted += o.inserted;
-        self.duplicates += o.duplicates;
-        self.unknown += o.unknown;
-        self.deferred += o.deferred;
-        self.acked += o.acked;
-        self.dead += o.dead;
-    }
-}
-
 /// Entries read from one shard and not yet acknowledged.
 #[derive(Debug, Default)]
 pub struct Fetched {
@@ -193,167 +181,179 @@ impl Ingester {
         run_steps(&mut self, idle, shutdown).await
     }
 
-    /// One pass over every shard: settle what is unsettled, else read and settle a batch.
+    /// One pass over every shard: what is unsettled plus a new batch of every other shard, read in
+    /// two pipelined round trips, stored in one transaction and acknowledged in one pipeline.
     pub async fn step(&mut self) -> Result<StepReport, Error> {
-        let mut total = StepReport::default();
+        let mut batches: Vec<Fetched> = Vec::new();
+        let mut wanted: Vec<u16> = Vec::new();
         for shard in 0..self.config.stream.shards {
-            let fetched = match self.unsettled[usize::from(shard)].take() {
-                Some(f) => f,
-                None => match self.fetch(shard).await {
-                    Ok(f) => f,
-                    // The stream or its group is gone (a Redis that lost its data, a stream
-                    // deleted by hand): recreate them so that new entries are read again.
-                    Err(Error::Unavailable(e)) if e.code() == Some("NOGROUP") => {
-                        tracing::warn!("audit stream group missing; recreating it");
-                        self.create_groups().await?;
-                        self.fetch(shard).await?
-                    }
-                    Err(e) => return Err(e),
-                },
-            };
-            if fetched.is_empty() {
-                continue;
+            match self.unsettled[usize::from(shard)].take() {
+                Some(f) => batches.push(f),
+                None => wanted.push(shard),
             }
-            match self.settle(&fetched).await {
-                Ok(report) => total.add(report),
+        }
+        if !wanted.is_empty() {
+            let fetched = match self.fetch_shards(&wanted).await {
+                // The stream or its group is gone (a Redis that lost its data, a stream deleted
+                // by hand): recreate them so that new entries are read again.
+                Err(Error::Unavailable(e)) if is_nogroup(&e) => {
+                    tracing::warn!("audit stream group missing; recreating it");
+                    match self.create_groups().await {
+                        Ok(()) => self.fetch_shards(&wanted).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                other => other,
+            };
+            match fetched {
+                Ok(f) => batches.extend(f),
                 Err(e) => {
-                    self.unsettled[usize::from(shard)] = Some(fetched);
+                    self.keep_unsettled(batches);
                     return Err(e);
                 }
             }
         }
-        Ok(total)
+        batches.retain(|f| !f.is_empty());
+        if batches.is_empty() {
+            return Ok(StepReport::default());
+        }
+        match self.settle_all(&batches).await {
+            Ok(report) => Ok(report),
+            Err(e) => {
+                self.keep_unsettled(batches);
+                Err(e)
+            }
+        }
+    }
+
+    fn keep_unsettled(&mut self, batches: Vec<Fetched>) {
+        for f in batches {
+            let shard = usize::from(f.shard);
+            self.unsettled[shard] = Some(f);
+        }
     }
 
     /// Reads one batch of a shard: entries other consumers (or this one) left pending longer than
     /// `claim_idle`, then new entries. Nothing is acknowledged.
     pub async fn fetch(&mut self, shard: u16) -> Result<Fetched, Error> {
-        let key = self.config.stream.stream_key(shard);
+        let mut f = self.fetch_shards(&[shard]).await?;
+        Ok(f.pop().unwrap_or_default())
+    }
+
+    /// [`Ingester::fetch`] for several shards at once: one pipelined `XAUTOCLAIM` per shard, then
+    /// one pipelined `XREADGROUP >` for the room each has left. Nothing is acknowledged.
+    async fn fetch_shards(&mut self, shards: &[u16]) -> Result<Vec<Fetched>, Error> {
         let timeout = self.config.stream.call_timeout;
-        let mut con = self.connection.clone();
-        let cursor = &mut self.claim_cursor[usize::from(shard)];
-        let (next, claimed, _deleted): (String, RawEntries, Vec<String>) = within(
-            timeout,
-            redis::cmd("XAUTOCLAIM")
-                .arg(&key)
+        let idle_ms = u64::try_from(self.config.claim_idle.as_millis()).unwrap_or(u64::MAX);
+        let keys: Vec<String> = shards
+            .iter()
+            .map(|s| self.config.stream.stream_key(*s))
+            .collect();
+        let mut pipe = redis::pipe();
+        for (key, shard) in keys.iter().zip(shards) {
+            pipe.cmd("XAUTOCLAIM")
+                .arg(key)
                 .arg(GROUP)
                 .arg(&self.config.consumer)
-                .arg(u64::try_from(self.config.claim_idle.as_millis()).unwrap_or(u64::MAX))
-                .arg(cursor.as_str())
+                .arg(idle_ms)
+                .arg(self.claim_cursor[usize::from(*shard)].as_str())
                 .arg("COUNT")
-                .arg(self.config.batch)
-                .query_async(&mut con),
-        )
-        .await?;
-        *cursor = next;
-        let mut entries: Vec<Entry> = claimed
-            .into_iter()
-            .filter_map(|(id, fields)| fields.map(|fields| Entry { id, fields }))
-            .collect();
-        let room = self.config.batch.saturating_sub(entries.len());
-        if room > 0 {
-            let read: Option<Vec<(String, RawEntries)>> = within(
-                timeout,
-                redis::cmd("XREADGROUP")
+                .arg(self.config.batch);
+        }
+        let mut con = self.connection.clone();
+        let claims: Vec<(String, RawEntries, Vec<String>)> =
+            within(timeout, pipe.query_async(&mut con)).await?;
+        let mut out = Vec::with_capacity(shards.len());
+        for (shard, (next, claimed, _deleted)) in shards.iter().zip(claims) {
+            self.claim_cursor[usize::from(*shard)] = next;
+            out.push(Fetched {
+                shard: *shard,
+                entries: entries(claimed).collect(),
+            });
+        }
+        let mut pipe = redis::pipe();
+        let mut reading = Vec::new();
+        for (i, f) in out.iter().enumerate() {
+            let room = self.config.batch.saturating_sub(f.entries.len());
+            if room > 0 {
+                pipe.cmd("XREADGROUP")
                     .arg("GROUP")
                     .arg(GROUP)
                     .arg(&self.config.consumer)
                     .arg("COUNT")
                     .arg(room)
                     .arg("STREAMS")
-                    .arg(&key)
-                    .arg(">")
-                    .query_async(&mut con),
-            )
-            .await?;
-            for (_, batch) in read.unwrap_or_default() {
-                entries.extend(
-                    batch
-                        .into_iter()
-                        .filter_map(|(id, fields)| fields.map(|fields| Entry { id, fields })),
-                );
+                    .arg(&keys[i])
+                    .arg(">");
+                reading.push(i);
             }
         }
-        Ok(Fetched { shard, entries })
+        if !reading.is_empty() {
+            let read: Vec<Option<Vec<(String, RawEntries)>>> =
+                within(timeout, pipe.query_async(&mut con)).await?;
+            for (i, streams) in reading.into_iter().zip(read) {
+                for (_, batch) in streams.unwrap_or_default() {
+                    out[i].entries.extend(entries(batch));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Stores the events of a batch in one `insert_audit_batch`, then acknowledges (and deletes)
     /// every entry it settled. On `Err` nothing was acknowledged.
     pub async fn settle(&mut self, fetched: &Fetched) -> Result<StepReport, Error> {
-        let mut report = StepReport {
-            read: fetched.entries.len() as u64,
-            ..StepReport::default()
-        };
+        self.settle_all(std::slice::from_ref(fetched)).await
+    }
+
+    /// [`Ingester::settle`] for batches of several shards: one transaction for all their events,
+    /// then one pipeline of `XACK` and `XDEL` per shard. On `Err` nothing was acknowledged.
+    async fn settle_all(&mut self, batches: &[Fetched]) -> Result<StepReport, Error> {
+        let mut report = StepReport::default();
         let now_ms = self.redis_now_ms().await?;
         let grace_ms = u64::try_from(self.config.grace.as_millis()).unwrap_or(u64::MAX);
-        // Write-aheads whose outcome is in this batch need no event of their own.
-        let answered: HashSet<&str> = fetched
-            .entries
-            .iter()
-            .filter(|e| e.kind() == Some("o"))
-            .filter_map(|e| e.fields.get("w").map(String::as_str))
-            .collect();
         let mut events: Vec<NewAuditEvent> = Vec::new();
-        let mut ack: Vec<&str> = Vec::new();
+        let mut acks: Vec<(u16, Vec<&str>)> = Vec::with_capacity(batches.len());
         let mut dead: Vec<&Entry> = Vec::new();
-        for entry in &fetched.entries {
-            // A write-ahead whose outcome is here is acknowledged with it, unread.
-            if entry.kind() == Some("w") && answered.contains(entry.id.as_str()) {
-                continue;
-            }
-            let record = match entry.record() {
-                Some(r) => r,
-                None => {
-                    dead.push(entry);
-                    continue;
-                }
-            };
-            match entry.kind() {
-                Some("o") => {
-                    events.push(record.to_new_event());
-                    ack.push(&entry.id);
-                    if let Some(w) = entry.fields.get("w") {
-                        ack.push(w);
-                    }
-                }
-                Some("c") => {
-                    events.push(record.to_new_event());
-                    ack.push(&entry.id);
-                }
-                Some("w") => {
-                    if entry.age_ms(now_ms) >= grace_ms {
-                        let mut r = record;
-                        r.outcome = Outcome::Unknown;
-                        events.push(r.to_new_event());
-                        ack.push(&entry.id);
-                        report.unknown += 1;
-                    } else {
-                        report.deferred += 1;
-                    }
-                }
-                _ => dead.push(entry),
-            }
+        for fetched in batches {
+            report.read += fetched.entries.len() as u64;
+            let dead_before = dead.len();
+            let mut ack = Vec::new();
+            classify(
+                fetched,
+                now_ms,
+                grace_ms,
+                &mut events,
+                &mut ack,
+                &mut dead,
+                &mut report,
+            );
+            ack.extend(dead[dead_before..].iter().map(|e| e.id.as_str()));
+            acks.push((fetched.shard, ack));
         }
         if !events.is_empty() {
             let r = self.store.insert_audit_batch(&events).await?;
             report.inserted = r.inserted;
             report.duplicates = r.duplicates;
         }
-        let key = self.config.stream.stream_key(fetched.shard);
         if !dead.is_empty() {
             self.bury(&dead).await?;
-            ack.extend(dead.iter().map(|e| e.id.as_str()));
             report.dead = dead.len() as u64;
         }
-        if !ack.is_empty() {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            pipe.cmd("XACK").arg(&key).arg(GROUP).arg(&ack);
-            pipe.cmd("XDEL").arg(&key).arg(&ack).ignore();
+        let mut pipe = redis::pipe();
+        for (shard, ack) in &acks {
+            if ack.is_empty() {
+                continue;
+            }
+            let key = self.config.stream.stream_key(*shard);
+            pipe.cmd("XACK").arg(&key).arg(GROUP).arg(ack);
+            pipe.cmd("XDEL").arg(&key).arg(ack).ignore();
+        }
+        if acks.iter().any(|(_, a)| !a.is_empty()) {
             let mut con = self.connection.clone();
-            let (acked,): (u64,) =
+            let acked: Vec<u64> =
                 within(self.config.stream.call_timeout, pipe.query_async(&mut con)).await?;
-            report.acked = acked;
+            report.acked = acked.iter().sum();
         }
         Ok(report)
     }
@@ -434,6 +434,73 @@ pub(crate) async fn run_steps(
             () = tokio::time::sleep(pause) => {}
         }
     }
+}
+
+/// Sorts one shard's entries: the events to store (`o`, `c`, and `w` past the grace period as
+/// unknown) with the entries their commit settles, and the entries that are not events.
+fn classify<'a>(
+    fetched: &'a Fetched,
+    now_ms: u64,
+    grace_ms: u64,
+    events: &mut Vec<NewAuditEvent>,
+    ack: &mut Vec<&'a str>,
+    dead: &mut Vec<&'a Entry>,
+    report: &mut StepReport,
+) {
+    // Write-aheads whose outcome is in this batch need no event of their own.
+    let answered: HashSet<&str> = fetched
+        .entries
+        .iter()
+        .filter(|e| e.kind() == Some("o"))
+        .filter_map(|e| e.fields.get("w").map(String::as_str))
+        .collect();
+    for entry in &fetched.entries {
+        // A write-ahead whose outcome is here is acknowledged with it, unread.
+        if entry.kind() == Some("w") && answered.contains(entry.id.as_str()) {
+            continue;
+        }
+        let Some(record) = entry.record() else {
+            dead.push(entry);
+            continue;
+        };
+        match entry.kind() {
+            Some("o") => {
+                events.push(record.to_new_event());
+                ack.push(&entry.id);
+                if let Some(w) = entry.fields.get("w") {
+                    ack.push(w);
+                }
+            }
+            Some("c") => {
+                events.push(record.to_new_event());
+                ack.push(&entry.id);
+            }
+            Some("w") => {
+                if entry.age_ms(now_ms) >= grace_ms {
+                    let mut r = record;
+                    r.outcome = Outcome::Unknown;
+                    events.push(r.to_new_event());
+                    ack.push(&entry.id);
+                    report.unknown += 1;
+                } else {
+                    report.deferred += 1;
+                }
+            }
+            _ => dead.push(entry),
+        }
+    }
+}
+
+/// Whether Redis answered NOGROUP, to one command or to any command of a pipeline.
+fn is_nogroup(e: &redis::RedisError) -> bool {
+    e.clone()
+        .into_server_errors()
+        .is_some_and(|errs| errs.iter().any(|(_, s)| s.code() == "NOGROUP"))
+}
+
+fn entries(raw: RawEntries) -> impl Iterator<Item = Entry> {
+    raw.into_iter()
+        .filter_map(|(id, fields)| fields.map(|fields| Entry { id, fields }))
 }
 
 impl Entry {

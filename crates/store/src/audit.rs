@@ -185,29 +185,68 @@ pub(crate) fn link_hash(prev_hash: &[u8], canonical: &[u8]) -> [u8; 32] {
 
 /// The canonical bytes of an audit event at `sequence` in its chain.
 pub fn canonical_audit_event(e: &NewAuditEvent, sequence: i64) -> Vec<u8> {
-    canonical_json(&json!([
-        "gatehouse-audit-v1",
-        e.audit_event_id,
-        e.organisation_id,
-        sequence,
-        unix_micros(e.occurred_at),
-        e.server_id,
-        e.grant_id,
-        e.identity,
-        e.session_id,
-        e.method,
-        e.tool_name,
-        e.arguments,
-        e.decision.as_str(),
-        e.rule,
-        e.message,
-        e.policy_version,
-        e.upstream_status,
-        e.is_error,
-        e.latency_us,
-        e.client_addr.map(|a| a.to_string()),
-        e.user_agent,
-    ]))
+    CanonicalParts::of(e).at(sequence)
+}
+
+/// An event's canonical bytes around its sequence, which is known only once the chain head is
+/// locked: everything else is serialised before, outside the lock.
+pub(crate) struct CanonicalParts {
+    /// `["gatehouse-audit-v1",<id>,<organisation>,`
+    head: Vec<u8>,
+    /// `,<time>,<server>,…]`
+    tail: Vec<u8>,
+}
+
+impl CanonicalParts {
+    pub(crate) fn of(e: &NewAuditEvent) -> Self {
+        let mut head = canonical_json(&json!([
+            "gatehouse-audit-v1",
+            e.audit_event_id,
+            e.organisation_id
+        ]));
+        // A JSON array is its items joined by commas: drop the closing bracket, open the next item.
+        head.pop();
+        head.push(b',');
+        let mut tail = canonical_json(&json!([
+            unix_micros(e.occurred_at),
+            e.server_id,
+            e.grant_id,
+            e.identity,
+            e.session_id,
+            e.method,
+            e.tool_name,
+            e.arguments,
+            e.decision.as_str(),
+            e.rule,
+            e.message,
+            e.policy_version,
+            e.upstream_status,
+            e.is_error,
+            e.latency_us,
+            e.client_addr.map(|a| a.to_string()),
+            e.user_agent,
+        ]));
+        tail[0] = b',';
+        CanonicalParts { head, tail }
+    }
+
+    pub(crate) fn at(&self, sequence: i64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.head.len() + 20 + self.tail.len());
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(sequence.to_string().as_bytes());
+        out.extend_from_slice(&self.tail);
+        out
+    }
+
+    /// `SHA-256(prev_hash || canonical)` at `sequence`, without building the bytes.
+    fn link_hash(&self, prev_hash: &[u8], sequence: i64) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(prev_hash);
+        h.update(&self.head);
+        h.update(sequence.to_string().as_bytes());
+        h.update(&self.tail);
+        h.finalize().into()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -291,11 +330,17 @@ impl Store {
     /// stored again, skipping what is already there.
     #[tracing::instrument(skip_all, fields(events = events.len()))]
     pub async fn insert_audit_batch(&self, events: &[NewAuditEvent]) -> Result<IngestReport> {
-        let mut by_org: BTreeMap<OrgId, Vec<NewAuditEvent>> = BTreeMap::new();
+        // Everything but the chain's links is prepared before the transaction, outside the lock.
+        let mut by_org: BTreeMap<OrgId, Vec<Prepared>> = BTreeMap::new();
         for e in events {
-            let mut e = e.clone();
-            e.occurred_at = truncate_to_micros(e.occurred_at.to_offset(time::UtcOffset::UTC));
-            by_org.entry(e.organisation_id).or_default().push(e);
+            let mut event = e.clone();
+            event.occurred_at =
+                truncate_to_micros(event.occurred_at.to_offset(time::UtcOffset::UTC));
+            let canonical = CanonicalParts::of(&event);
+            by_org
+                .entry(event.organisation_id)
+                .or_default()
+                .push(Prepared { event, canonical });
         }
         if by_org.is_empty() {
             return Ok(IngestReport::default());
@@ -312,12 +357,15 @@ impl Store {
     /// `skip_stored` was off (nothing was committed).
     async fn insert_batch_once(
         &self,
-        by_org: &BTreeMap<OrgId, Vec<NewAuditEvent>>,
+        by_org: &BTreeMap<OrgId, Vec<Prepared>>,
         skip_stored: bool,
     ) -> Result<Option<IngestReport>> {
         let first = *by_org.keys().next().expect("a non-empty batch");
         let mut tx = self.begin(first).await?;
-        let days = by_org.values().flatten().map(|e| e.occurred_at.date());
+        let days = by_org
+            .values()
+            .flatten()
+            .map(|p| p.event.occurred_at.date());
         let (first_day, last_day) =
             days.fold((Date::MAX, Date::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
         let span = (last_day - first_day).whole_days() + 1;
@@ -353,12 +401,24 @@ impl Store {
     }
 }
 
+/// The hour a UTC time falls in, as `date_trunc('hour', t, 'UTC')` gives it.
+fn start_of_hour(t: OffsetDateTime) -> OffsetDateTime {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.replace_time(time::Time::from_hms(t.hour(), 0, 0).expect("a valid hour"))
+}
+
+/// An event to store (its time normalised) with its canonical bytes but the sequence.
+struct Prepared {
+    event: NewAuditEvent,
+    canonical: CanonicalParts,
+}
+
 /// Extends the transaction's organisation's chain with `events` (times already normalised).
 /// With `skip_stored`, events already stored are left out first; without, `None` tells that one
 /// was (the transaction is then aborted).
 async fn insert_org_batch(
     tx: &mut OrgTx,
-    events: &[NewAuditEvent],
+    events: &[Prepared],
     skip_stored: bool,
 ) -> Result<Option<IngestReport>> {
     let org = tx.org().as_uuid();
@@ -366,10 +426,13 @@ async fn insert_org_batch(
     // Lock first: with the head held, no other writer can insert one of these events concurrently,
     // so "skip what is already stored" below is exact.
     let head = lock_chain_head(tx, Chain::Audit).await?;
-    let mut kept: Vec<&NewAuditEvent> = events.iter().collect();
+    let mut kept: Vec<&Prepared> = events.iter().collect();
     if skip_stored {
-        let ids: Vec<Uuid> = events.iter().map(|e| e.audit_event_id.as_uuid()).collect();
-        let times: Vec<OffsetDateTime> = events.iter().map(|e| e.occurred_at).collect();
+        let ids: Vec<Uuid> = events
+            .iter()
+            .map(|p| p.event.audit_event_id.as_uuid())
+            .collect();
+        let times: Vec<OffsetDateTime> = events.iter().map(|p| p.event.occurred_at).collect();
         let mut seen: HashSet<(Uuid, OffsetDateTime)> = sqlx::query!(
             r#"
             select audit_event_id, occurred_at from audit_event
@@ -384,7 +447,7 @@ async fn insert_org_batch(
         .into_iter()
         .map(|r| (r.audit_event_id, r.occurred_at))
         .collect();
-        kept.retain(|e| seen.insert((e.audit_event_id.as_uuid(), e.occurred_at)));
+        kept.retain(|p| seen.insert((p.event.audit_event_id.as_uuid(), p.event.occurred_at)));
     }
     let inserted = kept.len() as u64;
     if kept.is_empty() {
@@ -400,13 +463,14 @@ async fn insert_org_batch(
     let mut seqs = Vec::with_capacity(n);
     let mut prevs = Vec::with_capacity(n);
     let mut hashes = Vec::with_capacity(n);
-    for e in &kept {
+    for p in &kept {
         sequence += 1;
-        let hash = link_hash(&prev, &canonical_audit_event(e, sequence)).to_vec();
+        let hash = p.canonical.link_hash(&prev, sequence).to_vec();
         seqs.push(sequence);
         prevs.push(std::mem::replace(&mut prev, hash.clone()));
         hashes.push(hash);
     }
+    let kept: Vec<&NewAuditEvent> = kept.iter().map(|p| &p.event).collect();
     let ids: Vec<Uuid> = kept.iter().map(|e| e.audit_event_id.as_uuid()).collect();
     let times: Vec<OffsetDateTime> = kept.iter().map(|e| e.occurred_at).collect();
     let servers: Vec<Uuid> = kept.iter().map(|e| e.server_id.as_uuid()).collect();
@@ -428,6 +492,38 @@ async fn insert_org_batch(
         .map(|e| e.client_addr.map(|a| a.to_string()))
         .collect();
     let agents: Vec<Option<&str>> = kept.iter().map(|e| e.user_agent.as_deref()).collect();
+
+    // Both hourly rollups are summed here, so the statement upserts one row per key instead of
+    // aggregating the events again.
+    let mut counts: BTreeMap<(OffsetDateTime, Uuid, &str), i64> = BTreeMap::new();
+    let mut facets: BTreeMap<(OffsetDateTime, Uuid, Uuid, &str, &str, &str), i64> = BTreeMap::new();
+    for e in &kept {
+        let hour = start_of_hour(e.occurred_at);
+        let (server, decision) = (e.server_id.as_uuid(), e.decision.as_str());
+        *counts.entry((hour, server, decision)).or_default() += 1;
+        let tool = e.tool_name.as_deref().unwrap_or("");
+        *facets
+            .entry((
+                hour,
+                server,
+                e.grant_id.as_uuid(),
+                e.identity.as_str(),
+                tool,
+                decision,
+            ))
+            .or_default() += 1;
+    }
+    let count_hours: Vec<OffsetDateTime> = counts.keys().map(|k| k.0).collect();
+    let count_servers: Vec<Uuid> = counts.keys().map(|k| k.1).collect();
+    let count_decisions: Vec<&str> = counts.keys().map(|k| k.2).collect();
+    let count_ns: Vec<i64> = counts.values().copied().collect();
+    let facet_hours: Vec<OffsetDateTime> = facets.keys().map(|k| k.0).collect();
+    let facet_servers: Vec<Uuid> = facets.keys().map(|k| k.1).collect();
+    let facet_grants: Vec<Uuid> = facets.keys().map(|k| k.2).collect();
+    let facet_identities: Vec<&str> = facets.keys().map(|k| k.3).collect();
+    let facet_tools: Vec<&str> = facets.keys().map(|k| k.4).collect();
+    let facet_decisions: Vec<&str> = facets.keys().map(|k| k.5).collect();
+    let facet_ns: Vec<i64> = facets.values().copied().collect();
 
     // One statement: the events, both hourly rollups and the chain's new head.
     let stored = sqlx::query!(
@@ -451,20 +547,17 @@ async fn insert_org_batch(
         ),
         hour_counts as (
             insert into audit_hour_count (organisation_id, hour, server_id, decision, event_count)
-            select $1::uuid, date_trunc('hour', x.t, 'UTC'), x.s, x.d::audit_decision, count(*)
-            from unnest($3::timestamptz[], $7::uuid[], $14::text[]) as x(t, s, d)
-            group by 1, 2, 3, 4
+            select $1::uuid, x.h, x.s, x.d::audit_decision, x.n
+            from unnest($25::timestamptz[], $26::uuid[], $27::text[], $28::int8[]) as x(h, s, d, n)
             on conflict (organisation_id, hour, server_id, decision)
             do update set event_count = audit_hour_count.event_count + excluded.event_count
         ),
         facets as (
             insert into audit_hour_facet (organisation_id, hour, server_id, access_grant_id,
                                           identity, tool_name, decision, event_count)
-            select $1::uuid, date_trunc('hour', x.t, 'UTC'), x.s, x.g, x.i, coalesce(x.tool, ''),
-                   x.d::audit_decision, count(*)
-            from unnest($3::timestamptz[], $7::uuid[], $8::uuid[], $9::text[], $12::text[],
-                        $14::text[]) as x(t, s, g, i, tool, d)
-            group by 1, 2, 3, 4, 5, 6, 7
+            select $1::uuid, x.h, x.s, x.g, x.i, x.tool, x.d::audit_decision, x.n
+            from unnest($29::timestamptz[], $30::uuid[], $31::uuid[], $32::text[], $33::text[],
+                        $34::text[], $35::int8[]) as x(h, s, g, i, tool, d, n)
             on conflict (organisation_id, hour, server_id, access_grant_id, identity, tool_name,
                          decision)
             do update set event_count = audit_hour_facet.event_count + excluded.event_count
@@ -496,6 +589,17 @@ async fn insert_org_batch(
         &agents as &[Option<&str>],
         sequence,
         &prev,
+        &count_hours,
+        &count_servers,
+        &count_decisions as &[&str],
+        &count_ns,
+        &facet_hours,
+        &facet_servers,
+        &facet_grants,
+        &facet_identities as &[&str],
+        &facet_tools as &[&str],
+        &facet_decisions as &[&str],
+        &facet_ns,
     )
     .execute(tx.conn())
     .await;
@@ -1098,6 +1202,71 @@ pub async fn drop_partitions_before(pool: &PgPool, before: Date) -> Result<Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes the chain has always hashed: the whole array serialised at once.
+    fn canonical_as_one_array(e: &NewAuditEvent, sequence: i64) -> Vec<u8> {
+        canonical_json(&json!([
+            "gatehouse-audit-v1",
+            e.audit_event_id,
+            e.organisation_id,
+            sequence,
+            unix_micros(e.occurred_at),
+            e.server_id,
+            e.grant_id,
+            e.identity,
+            e.session_id,
+            e.method,
+            e.tool_name,
+            e.arguments,
+            e.decision.as_str(),
+            e.rule,
+            e.message,
+            e.policy_version,
+            e.upstream_status,
+            e.is_error,
+            e.latency_us,
+            e.client_addr.map(|a| a.to_string()),
+            e.user_agent,
+        ]))
+    }
+
+    #[test]
+    fn canonical_parts_around_the_sequence_are_the_whole_array() {
+        let mut e = NewAuditEvent {
+            audit_event_id: AuditEventId::new(),
+            organisation_id: OrgId::new(),
+            occurred_at: OffsetDateTime::from_unix_timestamp_nanos(1_764_000_000_123_456_000)
+                .unwrap(),
+            server_id: ServerId::new(),
+            grant_id: GrantId::new(),
+            identity: "noc \"agent\"".into(),
+            session_id: None,
+            method: "tools/call".into(),
+            tool_name: Some("reboot_device".into()),
+            arguments: json!({"z": [1, {"b": null, "a": "ü"}], "device_id": "00236A-1"}),
+            decision: AuditDecision::Deny,
+            rule: Some("/tools/reboot_device".into()),
+            message: Some("no\nreboots".into()),
+            policy_version: Some(3),
+            upstream_status: None,
+            is_error: None,
+            latency_us: Some(-1),
+            client_addr: Some("2001:db8::1".parse().unwrap()),
+            user_agent: None,
+        };
+        for sequence in [1, 9, 10, 1_234_567, i64::MAX] {
+            let parts = CanonicalParts::of(&e);
+            let whole = canonical_as_one_array(&e, sequence);
+            assert_eq!(canonical_audit_event(&e, sequence), whole);
+            assert_eq!(parts.at(sequence), whole);
+            assert_eq!(
+                parts.link_hash(&GENESIS_HASH, sequence),
+                link_hash(&GENESIS_HASH, &whole)
+            );
+            e.session_id = Some("s".into());
+            e.client_addr = None;
+        }
+    }
 
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {

@@ -1,16 +1,26 @@
-//! `cargo xtask bench audit`: sustained ingest rate from a pre-filled Redis stream into Postgres.
+//! `cargo xtask bench audit`: sustained ingest rate from pre-filled Redis streams into Postgres.
 //!
-//! Fills fresh shard streams (a prefix of the run's own) with N calls as the gateway writes them:
-//! a write-ahead and an outcome per call, through `audit::Journal`; then times `audit::Ingester`
-//! (one or more instances in the consumer group) until every event is stored in a fresh database,
-//! and prints events/s against the 20,000 events/s budget (DESIGN.md §11).
+//! Each run fills fresh shard streams (a prefix of the run's own) with N calls as the gateway
+//! writes them, a write-ahead and an outcome per call through `audit::Journal`, for organisations
+//! of the run's own; then times moving every event into Postgres, and checks the result: exactly
+//! N events stored (none lost, none twice), every organisation's chain verifies, every stream
+//! entry acknowledged. Three ways, interleaved round by round so that they see the same machine:
+//! - `baseline`: one ingester stepping shard by shard, a transaction and an ack per shard (the
+//!   ingester's loop before it read every shard at once);
+//! - `ingest`: `--ingesters` instances of `audit::Ingester` in the consumer group, each step one
+//!   transaction and one ack pipeline across all shards;
+//! - `store only`: the same events, already parsed, through `Store::insert_audit_batch` in batches
+//!   of the size an ingester step stores: Postgres's own ceiling for this schema, without Redis.
+//!
+//! Prints events/s against the 20,000 events/s budget (DESIGN.md §11), the ratio to the baseline,
+//! and the load average around each run. The tables are emptied before each run.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use audit::{AuditRecord, IngestConfig, Ingester, Journal, Outcome, StreamConfig};
 use sqlx::{Connection as _, Executor as _, PgConnection};
-use store::audit::AuditDecision;
+use store::audit::{AuditDecision, NewAuditEvent};
 use store::secret::{Keyring, SealingKey};
 use store::{Actor, GrantId, OrgId, ServerId, Store};
 use time::OffsetDateTime;
@@ -24,17 +34,19 @@ pub(crate) struct Options {
     ingesters: usize,
     batch: usize,
     shards: u16,
+    rounds: usize,
     database: String,
 }
 
 impl Options {
     pub(crate) fn parse(args: &[&str]) -> anyhow::Result<Self> {
         let mut o = Options {
-            events: 200_000,
+            events: 300_000,
             orgs: 8,
             ingesters: 2,
             batch: 2_000,
             shards: 8,
+            rounds: 2,
             database: "gatehouse_bench_audit".into(),
         };
         let mut it = args.iter();
@@ -50,6 +62,7 @@ impl Options {
                 "--ingesters" => o.ingesters = value()?.parse().context("--ingesters")?,
                 "--batch" => o.batch = value()?.parse().context("--batch")?,
                 "--shards" => o.shards = value()?.parse().context("--shards")?,
+                "--rounds" => o.rounds = value()?.parse().context("--rounds")?,
                 "--database" => o.database = value()?.to_owned(),
                 other => bail!("unknown option {other}"),
             }
@@ -61,10 +74,27 @@ impl Options {
         {
             bail!("--database must be lowercase letters, digits and _");
         }
-        if o.orgs == 0 || o.ingesters == 0 || o.batch == 0 || o.shards == 0 {
-            bail!("--orgs, --ingesters, --batch and --shards must be at least 1");
+        if o.orgs == 0 || o.ingesters == 0 || o.batch == 0 || o.shards == 0 || o.rounds == 0 {
+            bail!("--orgs, --ingesters, --batch, --shards and --rounds must be at least 1");
         }
         Ok(o)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Baseline,
+    Ingest,
+    StoreOnly,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Baseline => "baseline",
+            Mode::Ingest => "ingest",
+            Mode::StoreOnly => "store only",
+        }
     }
 }
 
@@ -131,29 +161,186 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         .await?;
     let store = Store::new(pool, Keyring::new(SealingKey::generate(1)));
     store.migrate().await?;
+    println!(
+        "{} calls per run, {} organisations, {} shards, batch {} entries per shard; ingest with {} ingester(s)",
+        o.events, o.orgs, o.shards, o.batch, o.ingesters
+    );
+    let mut rates: Vec<(Mode, f64)> = Vec::new();
+    for round in 1..=o.rounds {
+        for mode in [Mode::Baseline, Mode::Ingest, Mode::StoreOnly] {
+            let rate = run_once(&o, &store, &redis_url, mode, round).await?;
+            rates.push((mode, rate));
+        }
+    }
+    let mean = |m: Mode| {
+        let r: Vec<f64> = rates
+            .iter()
+            .filter(|(k, _)| *k == m)
+            .map(|(_, r)| *r)
+            .collect();
+        r.iter().sum::<f64>() / r.len() as f64
+    };
+    let (b, i, s) = (
+        mean(Mode::Baseline),
+        mean(Mode::Ingest),
+        mean(Mode::StoreOnly),
+    );
+    println!(
+        "mean over {} rounds: baseline {b:.0}, ingest {i:.0} ({:.2}x the baseline, {:.0} % of store only), store only {s:.0} events/s; \
+         ingest is {:.2}x the budget of {BUDGET_EVENTS_PER_SEC:.0} events/s",
+        o.rounds,
+        i / b,
+        100.0 * i / s,
+        i / BUDGET_EVENTS_PER_SEC
+    );
+    store.pool().close().await;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "drop database {} with (force)",
+            o.database
+        )))
+        .await?;
+    Ok(())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// One timed run of `mode` on emptied tables; returns its events/s after checking the result.
+async fn run_once(
+    o: &Options,
+    store: &Store,
+    redis_url: &str,
+    mode: Mode,
+    round: usize,
+) -> anyhow::Result<f64> {
+    store
+        .pool()
+        .execute("truncate audit_event, audit_hour_count, audit_hour_facet, chain_head")
+        .await?;
     let mut orgs = Vec::new();
     for i in 0..o.orgs {
         orgs.push(
             store
-                .create_organisation(Actor::Operator, &format!("bench-{i}"))
+                .create_organisation(Actor::Operator, &format!("bench-{round}-{mode:?}-{i}"))
                 .await?
                 .organisation_id,
         );
     }
-
     let streams = StreamConfig {
         prefix: format!("bench:audit:{}", uuid::Uuid::new_v4().simple()),
         shards: o.shards,
         call_timeout: Duration::from_secs(5),
     };
-    let journal = Journal::connect(&redis_url, streams.clone()).await?;
-    let filled = Instant::now();
+    let config = |k: usize| IngestConfig {
+        stream: streams.clone(),
+        consumer: format!("bench-{k}"),
+        batch: o.batch,
+        ..IngestConfig::default()
+    };
+    let load_before = load_average();
+    let (stored, took) = if mode == Mode::StoreOnly {
+        // The events the ingester would store: every call's outcome, as it reads them.
+        let (server, grant) = (ServerId::new(), GrantId::new());
+        let events: Vec<NewAuditEvent> = (0..o.events)
+            .map(|i| {
+                let mut r = call(orgs[i % orgs.len()], server, grant, i);
+                r.outcome = ok();
+                r.to_new_event()
+            })
+            .collect();
+        let step = usize::from(o.shards) * o.batch / 2;
+        let started = Instant::now();
+        let mut stored = 0;
+        for chunk in events.chunks(step) {
+            stored += store.insert_audit_batch(chunk).await?.inserted;
+        }
+        (stored, started.elapsed().as_secs_f64())
+    } else {
+        fill(redis_url, &streams, &orgs, o.events).await?;
+        let ingesters = if mode == Mode::Baseline {
+            1
+        } else {
+            o.ingesters
+        };
+        let started = Instant::now();
+        let mut handles = Vec::new();
+        for k in 0..ingesters {
+            let mut ingester = Ingester::connect(redis_url, store.clone(), config(k)).await?;
+            let shards = o.shards;
+            handles.push(tokio::spawn(async move {
+                let mut stored = 0_u64;
+                loop {
+                    let read = if mode == Mode::Baseline {
+                        let mut read = 0;
+                        for shard in 0..shards {
+                            let f = ingester.fetch(shard).await?;
+                            if !f.is_empty() {
+                                let r = ingester.settle(&f).await?;
+                                stored += r.inserted;
+                                read += r.read;
+                            }
+                        }
+                        read
+                    } else {
+                        let r = ingester.step().await?;
+                        stored += r.inserted;
+                        r.read
+                    };
+                    if read == 0 {
+                        return anyhow::Ok(stored);
+                    }
+                }
+            }));
+        }
+        let mut stored = 0;
+        for h in handles {
+            stored += h.await??;
+        }
+        (stored, started.elapsed().as_secs_f64())
+    };
+    let load_after = load_average();
+    check(store, redis_url, &streams, &orgs, o.events, stored, mode).await?;
+    let rate = stored as f64 / took;
+    let who = match mode {
+        Mode::Baseline => "1 ingester".to_owned(),
+        Mode::Ingest => format!("{} ingester(s)", o.ingesters),
+        Mode::StoreOnly => "insert_audit_batch".to_owned(),
+    };
+    println!(
+        "round {round} {:<10} ({who}): {stored} events in {took:.2} s, {rate:.0} events/s \
+         ({:.2}x the budget), load average {load_before} -> {load_after}; chains verified, none lost or twice",
+        mode.name(),
+        rate / BUDGET_EVENTS_PER_SEC
+    );
+    Ok(rate)
+}
+
+fn ok() -> Outcome {
+    Outcome::Known {
+        upstream_status: Some(200),
+        is_error: Some(false),
+        latency_us: 2_000,
+    }
+}
+
+/// Writes `n` calls into the streams as gateways do: a write-ahead, then its outcome.
+async fn fill(
+    redis_url: &str,
+    streams: &StreamConfig,
+    orgs: &[OrgId],
+    n: usize,
+) -> anyhow::Result<()> {
+    let journal = Journal::connect(redis_url, streams.clone()).await?;
     let tasks = 64;
     let mut handles = Vec::new();
     for t in 0..tasks {
         let journal = journal.clone();
-        let orgs = orgs.clone();
-        let n = o.events;
+        let orgs = orgs.to_vec();
         handles.push(tokio::spawn(async move {
             let (server, grant) = (ServerId::new(), GrantId::new());
             let mut i = t;
@@ -161,16 +348,7 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
                 let ticket = journal
                     .write_ahead(call(orgs[i % orgs.len()], server, grant, i))
                     .await?;
-                journal
-                    .record_outcome(
-                        ticket,
-                        Outcome::Known {
-                            upstream_status: Some(200),
-                            is_error: Some(false),
-                            latency_us: 2_000,
-                        },
-                    )
-                    .await?;
+                journal.record_outcome(ticket, ok()).await?;
                 i += tasks;
             }
             anyhow::Ok(())
@@ -179,69 +357,67 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     for h in handles {
         h.await??;
     }
-    println!(
-        "filled {} shard stream(s) with {} calls ({} entries) in {:.1} s",
-        o.shards,
-        o.events,
-        o.events * 2,
-        filled.elapsed().as_secs_f64()
-    );
+    Ok(())
+}
 
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for k in 0..o.ingesters {
-        let config = IngestConfig {
-            stream: streams.clone(),
-            consumer: format!("bench-{k}"),
-            batch: o.batch,
-            ..IngestConfig::default()
-        };
-        let mut ingester = Ingester::connect(&redis_url, store.clone(), config).await?;
-        handles.push(tokio::spawn(async move {
-            let mut stored = 0_u64;
-            loop {
-                let r = ingester.step().await?;
-                stored += r.inserted;
-                if r.read == 0 {
-                    return anyhow::Ok(stored);
-                }
-            }
-        }));
+/// Every call stored exactly once, every chain intact, every stream entry acknowledged.
+async fn check(
+    store: &Store,
+    redis_url: &str,
+    streams: &StreamConfig,
+    orgs: &[OrgId],
+    expected: usize,
+    reported: u64,
+    mode: Mode,
+) -> anyhow::Result<()> {
+    let expected = expected as i64;
+    let (rows, distinct): (i64, i64) = sqlx::query_as(
+        "select count(*), count(distinct (audit_event_id, occurred_at)) from audit_event",
+    )
+    .fetch_one(store.pool())
+    .await?;
+    if reported as i64 != expected || rows != expected || distinct != expected {
+        bail!(
+            "{}: expected {expected} events, reported {reported}, stored {rows} rows of {distinct} distinct events",
+            mode.name()
+        );
     }
-    let mut stored = 0;
-    for h in handles {
-        stored += h.await??;
-    }
-    let took = started.elapsed().as_secs_f64();
-    if stored != o.events as u64 {
-        bail!("stored {stored} events, expected {}", o.events);
-    }
-    let rate = stored as f64 / took;
-    println!(
-        "ingested {stored} events ({} organisations, {} ingester(s), batch {} per shard) in {took:.2} s: \
-         {rate:.0} events/s, {:.2}x the budget of {BUDGET_EVENTS_PER_SEC:.0} events/s",
-        o.orgs,
-        o.ingesters,
-        o.batch,
-        rate / BUDGET_EVENTS_PER_SEC
-    );
     let mut verified = 0;
-    for org in &orgs {
+    for org in orgs {
         let mut tx = store.begin(*org).await?;
         let report = store::audit::verify_audit_chain(&mut tx).await?;
         tx.rollback().await?;
         if report.problem.is_some() {
-            bail!("chain of {org} broken: {report:?}");
+            bail!("{}: chain of {org} broken: {report:?}", mode.name());
         }
-        verified += report.checked;
+        verified += report.checked as i64;
     }
-    println!("verified {verified} events' chains");
-    store.pool().close().await;
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "drop database {} with (force)",
-            o.database
-        )))
-        .await?;
+    if verified != expected {
+        bail!(
+            "{}: chains hold {verified} events, expected {expected}",
+            mode.name()
+        );
+    }
+    if mode != Mode::StoreOnly {
+        let client = redis::Client::open(redis_url)?;
+        let mut con = client.get_multiplexed_async_connection().await?;
+        for shard in 0..streams.shards {
+            let key = streams.stream_key(shard);
+            let left: u64 = redis::cmd("XLEN").arg(&key).query_async(&mut con).await?;
+            let (pending, ..): (u64, redis::Value, redis::Value, redis::Value) =
+                redis::cmd("XPENDING")
+                    .arg(&key)
+                    .arg(audit::GROUP)
+                    .query_async(&mut con)
+                    .await?;
+            if left != 0 || pending != 0 {
+                bail!(
+                    "{}: {key} still holds {left} entries, {pending} pending",
+                    mode.name()
+                );
+            }
+            let _: () = redis::cmd("DEL").arg(&key).query_async(&mut con).await?;
+        }
+    }
     Ok(())
 }
