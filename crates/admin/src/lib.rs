@@ -37,7 +37,13 @@ pub struct AdminConfig {
     pub secure_cookies: bool,
     /// Which upstream addresses may be registered and contacted.
     pub upstreams: AddressPolicy,
+    /// Where changes the gateways cache (re-pinned tools) are announced, on
+    /// [`INVALIDATION_CHANNEL`]; without it gateways notice within their cache TTL.
+    pub redis: Option<redis::Client>,
 }
+
+/// The gateways' configuration invalidation channel (the gateway's `DEFAULT_INVALIDATION_CHANNEL`).
+pub const INVALIDATION_CHANNEL: &str = "gatehouse:config";
 
 impl AdminConfig {
     /// The usual configuration for a public URL: cookies are `Secure` when it is https.
@@ -49,6 +55,7 @@ impl AdminConfig {
             upstreams: AddressPolicy {
                 allow_private: allow_private_upstreams,
             },
+            redis: None,
         }
     }
 }
@@ -124,6 +131,14 @@ pub fn router(state: AppState) -> Router {
         .route("/servers/test", post(pages::servers::test_connection))
         .route("/servers/{server}", get(pages::servers::show))
         .route("/servers/{server}/refresh", post(pages::servers::refresh))
+        .route(
+            "/servers/{server}/drifts/{drift}/pin",
+            post(pages::drifts::pin),
+        )
+        .route(
+            "/servers/{server}/drifts/{drift}/dismiss",
+            post(pages::drifts::dismiss),
+        )
         .route(
             "/servers/{server}/policies/{name}",
             get(pages::policies::show).post(pages::policies::publish),

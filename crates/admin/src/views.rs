@@ -122,6 +122,8 @@ pub(crate) struct ServerRow {
     pub(crate) upstream_url: String,
     pub(crate) has_credentials: bool,
     pub(crate) created: String,
+    /// Open tool drifts (the badge).
+    pub(crate) drifts: i64,
 }
 
 #[derive(Template)]
@@ -209,6 +211,8 @@ pub(crate) struct ServerPage {
     pub(crate) has_credentials: bool,
     pub(crate) proxy_url: String,
     pub(crate) tools: Vec<ToolRow>,
+    pub(crate) drifts: Vec<crate::pages::drifts::DriftRow>,
+    pub(crate) can_pin: bool,
     pub(crate) grants: Vec<GrantRow>,
     pub(crate) policies: Vec<PolicyRow>,
     pub(crate) can_admin: bool,

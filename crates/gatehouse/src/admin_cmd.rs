@@ -57,7 +57,16 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let store = Store::connect(&database_url, keyring)
         .await
         .context("connecting to the database")?;
-    let config = admin::AdminConfig::for_public_url(&public_url, args.allow_private_upstreams);
+    let mut config = admin::AdminConfig::for_public_url(&public_url, args.allow_private_upstreams);
+    config.redis = match args
+        .store
+        .redis_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+    {
+        Some(url) => Some(redis::Client::open(url).context("REDIS_URL")?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

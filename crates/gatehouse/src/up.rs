@@ -127,10 +127,18 @@ async fn run_everything(args: &UpArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("binding the admin web app to {}", args.admin_listen))?;
     let admin_addr = admin_listener.local_addr()?;
-    let admin_state = admin::AppState::new(
-        store.clone(),
-        admin::AdminConfig::for_public_url(&public_url, true),
-    );
+    let mut admin_config = admin::AdminConfig::for_public_url(&public_url, true);
+    admin_config.redis = match args
+        .gateway
+        .store
+        .redis_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+    {
+        Some(url) => Some(redis::Client::open(url).context("REDIS_URL")?),
+        None => None,
+    };
+    let admin_state = admin::AppState::new(store.clone(), admin_config);
     tasks.spawn(async move {
         admin::serve(admin_listener, admin_state)
             .await

@@ -72,6 +72,9 @@ type DriftKey = (String, String, [u8; 32]);
 struct Live {
     at: Instant,
     tools: HashMap<String, [u8; 32]>,
+    /// Every page was seen (the gateway listed the upstream itself): a tool missing from
+    /// `tools` is not offered. Pages a client asked for may be only some of them.
+    complete: bool,
 }
 
 /// One replica's live definitions and its memory of reported drifts.
@@ -128,6 +131,7 @@ impl Registry {
             let entry = live.entry(view.server.clone()).or_insert_with(|| Live {
                 at: Instant::now(),
                 tools: HashMap::new(),
+                complete: false,
             });
             entry.at = Instant::now();
             entry.tools.extend(hashes.iter().cloned());
@@ -148,12 +152,17 @@ impl Registry {
         self.live.lock().expect("live tools lock").remove(server);
     }
 
-    /// The live hash of `tool` when the replica has a fresh list of the server: `Some(None)`
-    /// when the list does not have the tool.
+    /// The live hash of `tool` when the replica has a fresh list of the server that settles
+    /// it: `Some(None)` when a complete list does not have the tool; `None` when the replica
+    /// must list the upstream to know.
     fn live_hash(&self, server: &str, tool: &str) -> Option<Option<[u8; 32]>> {
         let live = self.live.lock().expect("live tools lock");
         let entry = live.get(server).filter(|l| l.at.elapsed() < LIVE_TTL)?;
-        Some(entry.tools.get(tool).copied())
+        match entry.tools.get(tool) {
+            Some(hash) => Some(Some(*hash)),
+            None if entry.complete => Some(None),
+            None => None,
+        }
     }
 
     /// Checks a call of `tool` against the pins, listing the upstream's tools first when the
@@ -217,6 +226,7 @@ impl Registry {
                 Live {
                     at: Instant::now(),
                     tools: HashMap::new(),
+                    complete: true,
                 },
             );
         }

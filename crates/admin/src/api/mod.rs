@@ -12,6 +12,7 @@
 
 mod audit;
 pub(crate) mod auth;
+mod drifts;
 mod members;
 mod policies;
 pub(crate) mod problem;
@@ -67,6 +68,9 @@ fn operations() -> OpenApiRouter<AppState> {
         .routes(routes!(servers::test_connection))
         .routes(routes!(servers::show, servers::delete))
         .routes(routes!(servers::refresh))
+        .routes(routes!(drifts::list))
+        .routes(routes!(drifts::pin))
+        .routes(routes!(drifts::dismiss))
         .routes(routes!(policies::list))
         .routes(routes!(policies::show))
         .routes(routes!(policies::version))

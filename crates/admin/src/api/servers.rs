@@ -66,7 +66,7 @@ pub(crate) struct ToolOut {
     /// The definition exactly as the upstream sent it.
     #[schema(value_type = Object)]
     definition: Value,
-    /// SHA-256 (hex) of the canonical definition, as pinned.
+    /// The pin (hex): SHA-256 of the definition's covered fields in canonical form (`mcp::pin`).
     definition_hash: String,
 }
 

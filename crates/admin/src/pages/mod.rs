@@ -8,6 +8,7 @@ pub(crate) mod audit_chart;
 pub(crate) mod audit_event;
 pub(crate) mod audit_export;
 pub(crate) mod audit_verify;
+pub(crate) mod drifts;
 pub(crate) mod grants;
 pub(crate) mod invitations;
 pub(crate) mod members;

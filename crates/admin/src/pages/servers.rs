@@ -29,12 +29,15 @@ const MAX_HEADER_BYTES: usize = 8192;
 pub(crate) async fn list(State(state): State<AppState>, m: Member<Viewer>) -> Result<Response> {
     let mut tx = state.store.begin(m.org).await?;
     let servers = store::server::list_servers(&mut tx).await?;
+    let drifts = store::drift::open_drift_counts(&mut tx).await?;
     tx.commit().await?;
+    let drifts_of = |id: ServerId| drifts.iter().find(|(s, _)| *s == id).map_or(0, |(_, n)| *n);
     Ok(render(&ServersPage {
         page: Page::member("Servers", "servers", &m),
         servers: servers
             .into_iter()
             .map(|s| ServerRow {
+                drifts: drifts_of(s.server_id),
                 id: s.server_id.to_string(),
                 name: s.name,
                 upstream_url: s.upstream_url,
@@ -375,6 +378,8 @@ pub(crate) async fn show(
         Some("registered") => Some("Server registered: its tools are pinned and a recommended default policy was published.".to_owned()),
         Some("refreshed") => Some("Tools refreshed: a new snapshot was pinned.".to_owned()),
         Some("revoked") => Some("Grant revoked: its token stopped working.".to_owned()),
+        Some("repinned") => Some("Pinned: the tool's live definition is the pinned one now, and gateways serve it again.".to_owned()),
+        Some("dismissed") => Some("Dismissed: the tool stays hidden and denied until its definition is pinned.".to_owned()),
         _ => None,
     };
     let page = server_page(&state, &m, server_id(&server)?, notice, Vec::new()).await?;
@@ -392,6 +397,7 @@ pub(crate) async fn server_page<R>(
     let mut tx = state.store.begin(m.org).await?;
     let server = store::server::server_by_id(&mut tx, id).await?;
     let tools = store::server::latest_pinned_tools(&mut tx, id).await?;
+    let drifts = store::drift::open_drifts(&mut tx, Some(id)).await?;
     let grants = store::grant::list_grants(&mut tx, id).await?;
     let policies = store::policy::list_policies(&mut tx, id).await?;
     tx.commit().await?;
@@ -412,6 +418,8 @@ pub(crate) async fn server_page<R>(
         upstream_url: server.upstream_url,
         has_credentials: server.has_credentials,
         tools: tools.iter().map(pinned_tool_row).collect(),
+        drifts: crate::pages::drifts::drift_rows(&drifts),
+        can_pin: m.can(Role::PolicyManager),
         grants: grants
             .into_iter()
             .map(|g| {

@@ -9,6 +9,7 @@ mod grants;
 mod invitations;
 mod members;
 mod openapi;
+mod pinning;
 mod policies;
 mod roles;
 mod servers;

@@ -165,6 +165,18 @@ fn table(fx: &Fixture) -> Vec<Row> {
         r("POST", "/servers/{server}/refresh", ADMIN, Body::Empty),
         r(
             "POST",
+            "/servers/{server}/drifts/{drift}/pin",
+            MANAGER,
+            Body::Empty,
+        ),
+        r(
+            "POST",
+            "/servers/{server}/drifts/{drift}/dismiss",
+            MANAGER,
+            form(&[("comment", "seen")]),
+        ),
+        r(
+            "POST",
             "/servers/{server}/grants",
             ADMIN,
             form(&[
@@ -270,6 +282,24 @@ fn table(fx: &Fixture) -> Vec<Row> {
             "/api/v1/servers/test",
             ADMIN,
             Body::Json(json!({"upstream_url": sim}).to_string()),
+        ),
+        r(
+            "GET",
+            "/api/v1/servers/{server}/drifts",
+            VIEWER,
+            Body::Empty,
+        ),
+        r(
+            "POST",
+            "/api/v1/servers/{server}/drifts/{drift}/pin",
+            MANAGER,
+            Body::Empty,
+        ),
+        r(
+            "POST",
+            "/api/v1/servers/{server}/drifts/{drift}/dismiss",
+            MANAGER,
+            Body::Json(json!({"comment": "seen"}).to_string()),
         ),
         r(
             "POST",
@@ -434,9 +464,11 @@ async fn acme(app: &App, sim: &Sim) -> (Fixture, Browser, OrgId) {
         ("key", spare.api_key.api_key_id.to_string()),
     ];
     let mut web: BTreeMap<_, _> = common.clone().into_iter().collect();
+    web.insert("drift", drift(app, org, &server, "web_drift_tool").await);
     web.insert("grant", web_grant);
     web.insert("invitation", web_inv.invitation.invitation_id.to_string());
     let mut api: BTreeMap<_, _> = common.into_iter().collect();
+    api.insert("drift", drift(app, org, &server, "api_drift_tool").await);
     api.insert("grant", api_grant);
     api.insert("invitation", api_inv.invitation.invitation_id.to_string());
     (
@@ -449,6 +481,34 @@ async fn acme(app: &App, sim: &Sim) -> (Fixture, Browser, OrgId) {
         admin,
         org,
     )
+}
+
+/// A tool drift of Acme's server as a gateway records it: a tool the upstream serves unpinned.
+async fn drift(app: &App, org: OrgId, server: &str, tool: &str) -> String {
+    let definition =
+        json!({"name": tool, "description": "Not pinned.", "inputSchema": {"type": "object"}});
+    let mut tx = app.store.begin(org).await.unwrap();
+    let observed = store::drift::ObservedDrift {
+        server: server.parse().unwrap(),
+        tool_name: tool.into(),
+        pinned_hash: None,
+        live_hash: store::server::definition_hash(&definition),
+        live_definition: definition,
+    };
+    assert!(
+        store::drift::record_drift(&mut tx, &observed)
+            .await
+            .unwrap()
+    );
+    let id = store::drift::open_drifts(&mut tx, Some(observed.server))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.tool_name == tool)
+        .unwrap()
+        .drift_id;
+    tx.commit().await.unwrap();
+    id.to_string()
 }
 
 async fn grant_id(app: &App, token: &str) -> String {
