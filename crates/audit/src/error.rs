@@ -14,6 +14,11 @@ pub enum Error {
     /// twice is stored once). The agent sees "audit log unavailable".
     #[error("audit log did not answer within {0:?}")]
     Timeout(Duration),
+    /// The round trip a write-ahead shared with the rate limiter failed or was not answered in
+    /// time ([`crate::Journal::admit_and_write_ahead`]); the entry may or may not have been
+    /// written. The agent sees "audit log unavailable".
+    #[error("audit log unavailable: the round trip it shares with the rate limiter failed")]
+    SharedRoundTrip,
     /// The Redis URL could not be parsed; seen at start-up, naming `REDIS_URL`.
     #[error("invalid Redis URL: {0}")]
     InvalidUrl(#[source] redis::RedisError),

@@ -63,17 +63,27 @@ impl StreamConfig {
     }
 
     pub(crate) async fn connect(&self, url: &str) -> Result<ConnectionManager, Error> {
+        Ok(self.connect_with_info(url).await?.0)
+    }
+
+    async fn connect_with_info(
+        &self,
+        url: &str,
+    ) -> Result<(ConnectionManager, redis::ConnectionInfo), Error> {
         if self.shards == 0 {
             return Err(Error::Config(
                 "the number of audit shards must be at least 1".into(),
             ));
         }
         let client = Client::open(url).map_err(Error::InvalidUrl)?;
+        let info = client.get_connection_info().clone();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.call_timeout))
             .set_response_timeout(Some(self.call_timeout))
             .set_number_of_retries(1);
-        ConnectionManager::new_lazy_with_config(client, config).map_err(Error::Unavailable)
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(Error::Unavailable)?;
+        Ok((connection, info))
     }
 }
 
@@ -102,12 +112,16 @@ enum Backend {
     Streams {
         connection: ConnectionManager,
         config: StreamConfig,
+        /// Which Redis the streams are in: a limiter on the same one may carry the write-ahead.
+        info: redis::ConnectionInfo,
     },
     /// The `audit_outbox` table in Postgres.
     Outbox {
         store: Store,
         call_timeout: Duration,
     },
+    /// Nothing written anywhere: [`Journal::unaudited_benchmark_only`].
+    UnauditedBenchmarkOnly,
 }
 
 impl std::fmt::Debug for Journal {
@@ -121,6 +135,7 @@ impl std::fmt::Debug for Journal {
                 .debug_struct("Journal")
                 .field("outbox", call_timeout)
                 .finish_non_exhaustive(),
+            Backend::UnauditedBenchmarkOnly => f.write_str("Journal(unaudited, benchmark only)"),
         }
     }
 }
@@ -130,6 +145,18 @@ impl std::fmt::Debug for Journal {
 enum Entry {
     Stream(String),
     Outbox(i64),
+    Unaudited,
+}
+
+/// What [`Journal::admit_and_write_ahead`] did.
+#[derive(Debug)]
+#[must_use = "an admitted call holds slots, and a ticket needs its outcome"]
+pub struct Admission {
+    /// The limiter's answer; any `Err` means it could not decide (refuse the call).
+    pub outcome: Result<limits::Outcome, limits::Error>,
+    /// The write-ahead when it shared the limiter's round trip (whatever the limiter answered);
+    /// `None` when it did not, and nothing was written ahead.
+    pub ticket: Option<Result<Ticket, Error>>,
 }
 
 /// Proof that an event was written ahead; hand it back with its outcome.
@@ -161,9 +188,13 @@ impl Ticket {
 impl Journal {
     /// Connects to Redis at `url` and checks that it answers.
     pub async fn connect(url: &str, config: StreamConfig) -> Result<Self, Error> {
-        let connection = config.connect(url).await?;
+        let (connection, info) = config.connect_with_info(url).await?;
         let journal = Journal {
-            backend: Backend::Streams { connection, config },
+            backend: Backend::Streams {
+                connection,
+                config,
+                info,
+            },
         };
         journal.ping().await?;
         Ok(journal)
@@ -180,10 +211,21 @@ impl Journal {
         }
     }
 
+    /// A journal that writes nothing and answers every call `Ok`: the gateway with its durable
+    /// path switched off, which `cargo xtask bench gateway` measures beside the real one to show
+    /// what the durable path costs (issue 6). Never for serving: no product command builds it.
+    pub fn unaudited_benchmark_only() -> Self {
+        Journal {
+            backend: Backend::UnauditedBenchmarkOnly,
+        }
+    }
+
     /// One round trip to where the journal writes, for `/readyz`.
     pub async fn ping(&self) -> Result<(), Error> {
         match &self.backend {
-            Backend::Streams { connection, config } => {
+            Backend::Streams {
+                connection, config, ..
+            } => {
                 let mut con = connection.clone();
                 let _: String = within(
                     config.call_timeout,
@@ -195,6 +237,7 @@ impl Journal {
                 store,
                 call_timeout,
             } => bounded(*call_timeout, store.ping()).await?,
+            Backend::UnauditedBenchmarkOnly => {}
         }
         Ok(())
     }
@@ -204,9 +247,9 @@ impl Journal {
     pub async fn write_ahead(&self, mut record: AuditRecord) -> Result<Ticket, Error> {
         record.outcome = Outcome::Pending;
         let entry = match &self.backend {
-            Backend::Streams { connection, config } => {
-                Entry::Stream(append(connection, config, &record, "w", None).await?)
-            }
+            Backend::Streams {
+                connection, config, ..
+            } => Entry::Stream(append(connection, config, &record, "w", None).await?),
             Backend::Outbox {
                 store,
                 call_timeout,
@@ -219,6 +262,7 @@ impl Journal {
                 .await?;
                 Entry::Outbox(id)
             }
+            Backend::UnauditedBenchmarkOnly => Entry::Unaudited,
         };
         Ok(Ticket {
             record,
@@ -227,13 +271,76 @@ impl Journal {
         })
     }
 
+    /// Consumes the call's rate limits and writes `record` ahead, in **one round trip** when the
+    /// limiter is the Redis the streams are in (DESIGN.md §7's recommendation): the limiter's
+    /// script and the `XADD` pipelined on the limiter's connection
+    /// ([`limits::RedisLimiter::consume_then`]). The write-ahead is sent whatever the limiter
+    /// answers, so a call the limiter refused, or could not decide, holds a ticket too: the
+    /// caller must then record its outcome (the refusal, with no upstream status) before
+    /// answering, exactly as [`Journal::record`] would, and must refund an admitted reservation
+    /// when the write-ahead failed.
+    ///
+    /// With another pairing (the in-process limiter, the outbox, streams in another Redis) the
+    /// limiter runs alone and `ticket` is `None`: the caller writes ahead with
+    /// [`Journal::write_ahead`] as for any other request.
+    pub async fn admit_and_write_ahead(
+        &self,
+        limiter: &limits::Limiter,
+        checks: &[limits::LimitCheck],
+        mut record: AuditRecord,
+    ) -> Admission {
+        let (Backend::Streams { config, info, .. }, limits::Limiter::Redis(redis_limiter)) =
+            (&self.backend, limiter)
+        else {
+            return Admission {
+                outcome: limiter.consume(checks).await,
+                ticket: None,
+            };
+        };
+        if !redis_limiter.same_redis(info) {
+            return Admission {
+                outcome: limiter.consume(checks).await,
+                ticket: None,
+            };
+        }
+        record.outcome = Outcome::Pending;
+        let xadd = match xadd(config, &record, "w", None) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                return Admission {
+                    outcome: limiter.consume(checks).await,
+                    ticket: Some(Err(e)),
+                };
+            }
+        };
+        let (outcome, reply) = redis_limiter.consume_then(checks, xadd).await;
+        let ticket = match reply {
+            Some(Ok(id)) => entry_id(id).map(|id| Ticket {
+                record,
+                entry: Entry::Stream(id),
+                written_at: Instant::now(),
+            }),
+            Some(Err(e)) => Err(Error::Unavailable(e)),
+            None => Err(Error::SharedRoundTrip),
+        };
+        Admission {
+            outcome,
+            ticket: Some(ticket),
+        }
+    }
+
     /// Appends the outcome of a call written ahead. If this fails the event is still stored,
     /// with an unknown outcome; the caller logs the error and carries on (the call already ran).
     pub async fn record_outcome(&self, ticket: Ticket, outcome: Outcome) -> Result<(), Error> {
         let mut record = ticket.record;
         record.outcome = outcome;
         match (&self.backend, ticket.entry) {
-            (Backend::Streams { connection, config }, Entry::Stream(w)) => {
+            (
+                Backend::Streams {
+                    connection, config, ..
+                },
+                Entry::Stream(w),
+            ) => {
                 append(connection, config, &record, "o", Some(&w)).await?;
             }
             (
@@ -247,6 +354,7 @@ impl Journal {
                 // `false`: the ingester already stored the event as unknown; nothing to add.
                 bounded(*call_timeout, store.audit_outbox_complete(id, &event)).await?;
             }
+            (Backend::UnauditedBenchmarkOnly, Entry::Unaudited) => {}
             _ => {
                 return Err(Error::Config(
                     "an outcome was handed to another journal than its write-ahead's".into(),
@@ -260,7 +368,9 @@ impl Journal {
     /// gateway answers the agent after this returns; on `Err` it answers with an error instead.
     pub async fn record(&self, record: AuditRecord) -> Result<(), Error> {
         match &self.backend {
-            Backend::Streams { connection, config } => {
+            Backend::Streams {
+                connection, config, ..
+            } => {
                 append(connection, config, &record, "c", None).await?;
             }
             Backend::Outbox {
@@ -274,6 +384,7 @@ impl Journal {
                 )
                 .await?;
             }
+            Backend::UnauditedBenchmarkOnly => {}
         }
         Ok(())
     }
@@ -301,6 +412,18 @@ async fn append(
     kind: &str,
     write_ahead: Option<&str>,
 ) -> Result<String, Error> {
+    let cmd = xadd(config, record, kind, write_ahead)?;
+    let mut con = connection.clone();
+    entry_id(within(config.call_timeout, cmd.query_async(&mut con)).await?)
+}
+
+/// The `XADD` of one entry into its organisation's shard stream.
+fn xadd(
+    config: &StreamConfig,
+    record: &AuditRecord,
+    kind: &str,
+    write_ahead: Option<&str>,
+) -> Result<redis::Cmd, Error> {
     let json = serde_json::to_string(record).map_err(Error::Encoding)?;
     let key = config.stream_key(config.shard_of(record.organisation_id));
     let mut cmd = redis::cmd("XADD");
@@ -308,8 +431,11 @@ async fn append(
     if let Some(w) = write_ahead {
         cmd.arg("w").arg(w);
     }
-    let mut con = connection.clone();
-    let id: Value = within(config.call_timeout, cmd.query_async(&mut con)).await?;
+    Ok(cmd)
+}
+
+/// The entry id `XADD` answered.
+fn entry_id(id: Value) -> Result<String, Error> {
     match id {
         Value::BulkString(b) => String::from_utf8(b)
             .map_err(|_| Error::UnexpectedReply("XADD answered a non-text id".into())),

@@ -8,6 +8,12 @@
 //!   **before** the agent gets its answer; if that fails the agent gets "audit log unavailable"
 //!   instead (nothing reached the upstream, so nothing is lost).
 //!
+//! A `tools/call` with rate limits is written ahead in the limiter's round trip ([`admit`]): one
+//! Redis round trip for both, before the gateway knows whether the limiter admits it. A call
+//! written ahead that is then not forwarded (refused by the limiter, the limiter undecided, an
+//! approval it cannot wait for) gets its outcome appended before its answer leaves, so its event
+//! is complete exactly like a denial's.
+//!
 //! A replica killed between the two halves leaves the write-ahead alone; the ingester stores it
 //! with its decision and an unknown outcome after the grace period.
 
@@ -17,6 +23,8 @@ use std::time::Instant;
 
 use audit::{AuditRecord, Journal, Outcome, Ticket};
 use http::Method;
+use limits::{LimitCheck, Limiter};
+use policy::Pointer;
 use time::OffsetDateTime;
 
 use crate::cache::GrantView;
@@ -107,6 +115,64 @@ pub(crate) async fn write_ahead(
     journal
         .write_ahead(record.to_audit_record(stamp, Outcome::Pending))
         .await
+}
+
+/// Why [`admit`] refuses a call.
+#[derive(Debug)]
+pub(crate) enum AdmitError {
+    /// The limiter could not decide.
+    Limiter(limits::Error),
+    /// The limiter admitted, but the write-ahead failed: the reservation was refunded.
+    Audit(audit::Error),
+}
+
+/// Consumes the call's limits and, where the journal can share the limiter's round trip, writes
+/// the call ahead in it (decision `allow` under `rule`, the rule the call proceeds under), leaving
+/// the ticket in `ticket`. Otherwise `ticket` stays empty and the call is written ahead before
+/// forwarding as any other. A ticket is left whatever the limiter answered: the caller's answer
+/// must then wait for [`record_unforwarded`] unless the call is forwarded.
+pub(crate) async fn admit(
+    journal: &Journal,
+    limiter: &Limiter,
+    checks: &[LimitCheck],
+    record: &Record,
+    rule: &Pointer,
+    stamp: &Stamp,
+    ticket: &mut Option<Ticket>,
+) -> Result<limits::Outcome, AdmitError> {
+    let mut ahead = record.to_audit_record(stamp, Outcome::Pending);
+    ahead.decision = audit::decision_from_gateway("allow");
+    ahead.rule = Some(rule.as_str().to_owned());
+    let admission = journal.admit_and_write_ahead(limiter, checks, ahead).await;
+    match (admission.outcome, admission.ticket) {
+        (outcome, None) => outcome.map_err(AdmitError::Limiter),
+        (outcome, Some(Ok(written))) => {
+            *ticket = Some(written);
+            outcome.map_err(AdmitError::Limiter)
+        }
+        (Ok(limits::Outcome::Admitted(reservation)), Some(Err(e))) => {
+            // Never forwarded without a ticket: the slot goes back.
+            if let Err(e) = limiter.refund(reservation).await {
+                tracing::warn!(error = %e, "could not refund a rate-limit reservation");
+            }
+            Err(AdmitError::Audit(e))
+        }
+        // Refused or undecided anyway; its complete event is recorded like any refusal's.
+        (outcome, Some(Err(_))) => outcome.map_err(AdmitError::Limiter),
+    }
+}
+
+/// Completes the event of a call written ahead but never forwarded; the caller answers the
+/// agent only after this returned `Ok`.
+pub(crate) async fn record_unforwarded(
+    journal: &Journal,
+    record: &Record,
+    stamp: &Stamp,
+    mut ticket: Ticket,
+) -> Result<(), audit::Error> {
+    record.settle(&mut ticket);
+    let outcome = record.known_outcome(stamp);
+    journal.record_outcome(ticket, outcome).await
 }
 
 /// Appends the outcome of a forwarded request, off the request path: if it fails, the event is

@@ -31,7 +31,7 @@ use tracing::Instrument as _;
 
 use crate::budget::{self, Held, Spent};
 use crate::cache::{GrantView, Lookup};
-use crate::event::{Record, Stamp};
+use crate::event::{AdmitError, Record, Stamp};
 use crate::streams::Slot;
 use crate::{Gateway, GatewayError};
 
@@ -43,8 +43,11 @@ struct Ctx {
     stamp: Stamp,
     /// Present once the grant is known: every such request gets exactly one audit event.
     record: Option<Record>,
-    /// The write-ahead of a forwarded request, waiting for its outcome.
+    /// The write-ahead of a forwarded request (or of a limited call, written in the limiter's
+    /// round trip), waiting for its outcome.
     ticket: Option<audit::Ticket>,
+    /// Whether the request left for the upstream.
+    forwarded: bool,
     /// The JSON-RPC id of a request, for an answer the gateway writes in its place.
     rpc_id: Option<OwnedId>,
 }
@@ -86,6 +89,7 @@ pub(crate) async fn handle(
         },
         record: None,
         ticket: None,
+        forwarded: false,
         rpc_id: None,
     };
     let client_ip = ctx.stamp.client_addr;
@@ -128,11 +132,17 @@ async fn finish_audit(gw: &Gateway, ctx: &mut Ctx, response: Response) -> Respon
         return response;
     };
     let journal = &gw.inner.journal;
-    if let Some(ticket) = ctx.ticket.take() {
-        crate::event::record_outcome(journal, &record, &ctx.stamp, ticket);
-        return response;
-    }
-    match crate::event::record_complete(journal, &record, &ctx.stamp).await {
+    let recorded = match ctx.ticket.take() {
+        Some(ticket) if ctx.forwarded => {
+            crate::event::record_outcome(journal, &record, &ctx.stamp, ticket);
+            return response;
+        }
+        Some(ticket) => {
+            crate::event::record_unforwarded(journal, &record, &ctx.stamp, ticket).await
+        }
+        None => crate::event::record_complete(journal, &record, &ctx.stamp).await,
+    };
+    match recorded {
         Ok(()) => response,
         Err(e) => {
             tracing::error!(error = %e, "audit log unavailable; the answer is replaced by a refusal");
@@ -547,10 +557,37 @@ async fn post(
                 }
                 Decision::NeedsLimits { limits, then } => {
                     let started = Instant::now();
-                    let outcome = gw.inner.limiter.consume(&limits).await;
+                    let (Proceed::Allow { rule } | Proceed::NeedsApproval { rule, .. }) = &then;
+                    let outcome = match &ctx.record {
+                        // Written ahead in the limiter's round trip where the journal can.
+                        Some(record) => {
+                            crate::event::admit(
+                                &gw.inner.journal,
+                                &gw.inner.limiter,
+                                &limits,
+                                record,
+                                rule,
+                                &ctx.stamp,
+                                &mut ctx.ticket,
+                            )
+                            .await
+                        }
+                        None => gw
+                            .inner
+                            .limiter
+                            .consume(&limits)
+                            .await
+                            .map_err(AdmitError::Limiter),
+                    };
                     gw.inner.metrics.limiter(started.elapsed());
                     match outcome {
-                        Err(e) => {
+                        Err(AdmitError::Audit(e)) => {
+                            tracing::error!(error = %e, "audit log unavailable; the request is refused");
+                            gw.inner.metrics.decision("audit_unavailable");
+                            ctx.decide("audit_unavailable", None, Some(e.to_string()));
+                            return Ok(audit_unavailable(ctx.rpc_id.as_ref()));
+                        }
+                        Err(AdmitError::Limiter(e)) => {
                             tracing::warn!(error = %e, "rate limiter unavailable; the call is refused");
                             gw.inner.metrics.decision("limiter_unavailable");
                             ctx.decide(
@@ -855,8 +892,11 @@ async fn forward(
     if let Some(body) = body {
         request = request.body(body);
     }
-    // Nothing leaves for the upstream unless its audit event is written ahead.
-    if let Some(record) = &mut ctx.record {
+    // Nothing leaves for the upstream unless its audit event is written ahead (a limited call's
+    // was, in the limiter's round trip).
+    if ctx.ticket.is_none()
+        && let Some(record) = &mut ctx.record
+    {
         match crate::event::write_ahead(&inner.journal, record, &ctx.stamp).await {
             Ok(ticket) => ctx.ticket = Some(ticket),
             Err(e) => {
@@ -874,6 +914,7 @@ async fn forward(
         }
     }
     let started = Instant::now();
+    ctx.forwarded = true;
     let sent = tokio::time::timeout(settings.response_timeout, request.send()).await;
     inner.metrics.upstream(started.elapsed());
     let reservation = match &mut expect {

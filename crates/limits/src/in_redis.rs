@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script, ScriptInvocation};
+use redis::{Client, Cmd, ConnectionInfo, Script, ScriptInvocation, Value};
 
 use crate::{Error, LimitCheck, Outcome, Refusal, Reservation, validate};
 
@@ -40,6 +40,9 @@ impl Default for RedisConfig {
 pub struct RedisLimiter {
     connection: ConnectionManager,
     config: RedisConfig,
+    /// Which Redis this is (address, database, user), to tell whether a command of another
+    /// crate may share this connection ([`RedisLimiter::consume_then`]).
+    server: String,
 }
 
 impl std::fmt::Debug for RedisLimiter {
@@ -54,6 +57,7 @@ impl RedisLimiter {
     /// Connects to Redis at `url` and checks that it answers.
     pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, Error> {
         let client = Client::open(url).map_err(Error::InvalidUrl)?;
+        let server = server_identity(client.get_connection_info());
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.call_timeout))
@@ -62,7 +66,11 @@ impl RedisLimiter {
             .set_number_of_retries(1);
         let connection = ConnectionManager::new_lazy_with_config(client, manager_config)
             .map_err(Error::Unavailable)?;
-        let limiter = RedisLimiter { connection, config };
+        let limiter = RedisLimiter {
+            connection,
+            config,
+            server,
+        };
         limiter.ping().await?;
         Ok(limiter)
     }
@@ -96,28 +104,71 @@ impl RedisLimiter {
         let reply: Vec<i64> = self
             .within_timeout(invocation.invoke_async(&mut con))
             .await?;
-        let unexpected = || Error::UnexpectedReply(format!("{reply:?}"));
-        match reply[..] {
-            [1, now] => Ok(Outcome::Admitted(Reservation::new(
-                u64::try_from(now).map_err(|_| unexpected())?,
-                checks,
-            ))),
-            [0, index, wait, _] => {
-                let index = usize::try_from(index)
-                    .ok()
-                    .filter(|&i| i < checks.len())
-                    .ok_or_else(unexpected)?;
-                let retry_after_ms = u64::try_from(wait)
-                    .ok()
-                    .filter(|&w| w >= 1)
-                    .ok_or_else(unexpected)?;
-                Ok(Outcome::Refused(Refusal {
-                    index,
-                    retry_after_ms,
-                }))
-            }
-            _ => Err(unexpected()),
+        consumed(&reply, checks)
+    }
+
+    /// Whether this limiter talks to the Redis that `info` names (same address, database and
+    /// user): only then may [`RedisLimiter::consume_then`] carry a command meant for it.
+    pub fn same_redis(&self, info: &ConnectionInfo) -> bool {
+        self.server == server_identity(info)
+    }
+
+    /// [`RedisLimiter::consume`] and `then` in **one round trip**: the script and then `then`,
+    /// pipelined on this limiter's connection, so Redis runs them back to back. `then` runs
+    /// whatever the script answered (it is not conditional: a caller that must undo it for a
+    /// refused call does so itself). Returns the limiter's outcome and `then`'s reply; the reply
+    /// is `None` when it was not sent or not answered within the call timeout (it may have run).
+    ///
+    /// The audit journal uses it to write a call ahead in the limiter's round trip. Only the
+    /// first call after Redis lost its scripts costs one more round trip (the script is loaded
+    /// and the consume sent again on its own; `then` has already run).
+    pub async fn consume_then(
+        &self,
+        checks: &[LimitCheck],
+        then: Cmd,
+    ) -> (Result<Outcome, Error>, Option<redis::RedisResult<Value>>) {
+        if let Err(e) = validate(checks) {
+            return (Err(e), None);
         }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        if !checks.is_empty() {
+            let mut evalsha = redis::cmd("EVALSHA");
+            evalsha.arg(CONSUME.get_hash()).arg(2 * checks.len());
+            for c in checks {
+                evalsha.arg(&c.key).arg(format!("{}:q", c.key));
+            }
+            for c in checks {
+                evalsha.arg(c.window_secs).arg(c.max);
+            }
+            pipe.add_command(evalsha);
+        }
+        pipe.add_command(then);
+        let mut con = self.connection.clone();
+        let replies: Vec<redis::RedisResult<Value>> =
+            match self.within_timeout(pipe.query_async(&mut con)).await {
+                Ok(replies) => replies,
+                Err(e) => return (Err(e), None),
+            };
+        let mut replies = replies.into_iter();
+        let outcome = if checks.is_empty() {
+            Ok(Outcome::Admitted(Reservation::new(0, checks)))
+        } else {
+            match replies.next() {
+                Some(Ok(reply)) => match redis::from_redis_value::<Vec<i64>>(reply) {
+                    Ok(reply) => consumed(&reply, checks),
+                    Err(e) => Err(Error::UnexpectedReply(e.to_string())),
+                },
+                Some(Err(e))
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    self.consume(checks).await
+                }
+                Some(Err(e)) => Err(Error::Unavailable(e)),
+                None => Err(Error::UnexpectedReply("no answer to the script".into())),
+            }
+        };
+        (outcome, replies.next())
     }
 
     /// Gives back the slots of a call that never reached the upstream: one script run.
@@ -150,6 +201,43 @@ impl RedisLimiter {
             Err(_) => Err(Error::Timeout(self.config.call_timeout)),
         }
     }
+}
+
+/// The script's answer: `[1, now]` admitted, `[0, index, wait, _]` refused.
+fn consumed(reply: &[i64], checks: &[LimitCheck]) -> Result<Outcome, Error> {
+    let unexpected = || Error::UnexpectedReply(format!("{reply:?}"));
+    match *reply {
+        [1, now] => Ok(Outcome::Admitted(Reservation::new(
+            u64::try_from(now).map_err(|_| unexpected())?,
+            checks,
+        ))),
+        [0, index, wait, _] => {
+            let index = usize::try_from(index)
+                .ok()
+                .filter(|&i| i < checks.len())
+                .ok_or_else(unexpected)?;
+            let retry_after_ms = u64::try_from(wait)
+                .ok()
+                .filter(|&w| w >= 1)
+                .ok_or_else(unexpected)?;
+            Ok(Outcome::Refused(Refusal {
+                index,
+                retry_after_ms,
+            }))
+        }
+        _ => Err(unexpected()),
+    }
+}
+
+/// What tells two Redis connections apart: address, database and user (never the password).
+fn server_identity(info: &ConnectionInfo) -> String {
+    let redis = info.redis_settings();
+    format!(
+        "{:?}/{}/{}",
+        info.addr(),
+        redis.db(),
+        redis.username().unwrap_or_default()
+    )
 }
 
 /// A counter's two keys: its counts under the key the policy made, and its quanta beside it.

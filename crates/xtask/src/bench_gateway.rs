@@ -1,16 +1,33 @@
-//! `cargo xtask bench gateway`: `tools/call` against the GenieACS simulator directly, through the
-//! gateway (limits and audit on: every call consumes a Redis counter and emits an audit event),
-//! and through nginx as a plain reverse proxy, in one run. Prints throughput (flat out, closed
-//! loop) and p50/p99 latency at a fixed 500 req/s (open loop, each request timed from its send), then the latency each proxy adds over direct and the ratios DESIGN.md §11
-//! budgets: the gateway's added latency ≤ 2× nginx's at p50 and p99, throughput ≥ 0.5× nginx's.
+//! `cargo xtask bench gateway`: the gateway budgets of DESIGN.md §11, measured in one run.
 //!
-//! Everything runs on this machine: release binaries of `gatehouse` (simulator in `--cheap` mode,
-//! gateway), Debian's nginx, Postgres at `DATABASE_URL` (a scratch database, dropped afterwards),
-//! Redis at `REDIS_URL`. The load generator shares the cores with them, as the budgets assume.
+//! Four targets answer the same `tools/call retry_task` (the GenieACS simulator in `--cheap` mode):
+//! - `direct`: the simulator itself;
+//! - `nginx`: Debian's nginx as a plain reverse proxy (upstream keep-alive, as many workers as
+//!   cores, like the gateway's runtime);
+//! - `gateway`: `gatehouse gateway` (release) with everything on: the limiter in Redis (every call
+//!   consumes a counter), the audit journal in Redis shard streams (a write-ahead before and an
+//!   outcome after every call) and `gatehouse ingest` moving the streams into Postgres meanwhile;
+//! - `unaudited`: the same gateway with its durable path off ([`audit::Journal::unaudited_benchmark_only`]),
+//!   served by this binary (`xtask bench-serve-unaudited-gateway`, never by `gatehouse`), limiter on:
+//!   the difference to `gateway` is what the audit write-ahead costs (issue 6).
+//!
+//! Latency is measured at a fixed rate (500 req/s, open loop): a pacer thread sends each request at
+//! its scheduled time, and each is timed **from that scheduled time** to the end of its answer, so a
+//! stall of the client, the proxy or the machine counts against every request it delayed
+//! (coordinated omission). Throughput is measured flat out (closed loops on N connections). Both
+//! run in short slices, target after target in a rotating order, so the load other processes put
+//! on the shared machine hits every target alike; the latency each proxy adds is its percentile
+//! minus direct's over the same slices. Memory is the gateway's RSS idle (before any request) and
+//! with N sessions open (each initialised on its own kept-alive connection).
+//!
+//! Everything runs on this machine: Postgres at `DATABASE_URL` (a scratch database, dropped
+//! afterwards), Redis at `REDIS_URL` (stream keys of the run's own, deleted afterwards). The
+//! load generator shares the cores with them, as the budgets assume.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -22,33 +39,54 @@ use store::{Actor, Store};
 /// Options of `cargo xtask bench gateway`.
 #[derive(Debug)]
 pub(crate) struct Options {
+    /// Seconds of each measurement per target (latency and throughput each), in slices.
     seconds: u64,
+    /// Length of one slice, in seconds.
+    slice: u64,
     rate: u64,
     connections: usize,
+    sessions: usize,
+    nginx_workers: Option<usize>,
     no_limits: bool,
 }
+
+const USAGE: &str = "cargo run --release -p xtask -- bench gateway [--seconds N (10)] [--slice N (2)] \
+[--rate N (500)] [--connections N (32)] [--sessions N (1000)] [--nginx-workers N (cores)] [--no-limits]";
 
 impl Options {
     pub(crate) fn parse(args: &[&str]) -> anyhow::Result<Options> {
         let mut o = Options {
             seconds: 10,
+            slice: 2,
             rate: 500,
             connections: 32,
+            sessions: 1000,
+            nginx_workers: None,
             no_limits: false,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
-            let mut value = || it.next().context("a value after the flag");
+            let mut value = || -> anyhow::Result<u64> {
+                it.next()
+                    .with_context(|| format!("{arg} needs a value\nusage: {USAGE}"))?
+                    .parse()
+                    .with_context(|| format!("{arg} must be a whole number"))
+            };
             match *arg {
-                "--seconds" => o.seconds = value()?.parse().context("--seconds")?,
-                "--rate" => o.rate = value()?.parse().context("--rate")?,
-                "--connections" => o.connections = value()?.parse().context("--connections")?,
+                "--seconds" => o.seconds = value()?,
+                "--slice" => o.slice = value()?,
+                "--rate" => o.rate = value()?,
+                "--connections" => o.connections = value()? as usize,
+                "--sessions" => o.sessions = value()? as usize,
+                "--nginx-workers" => o.nginx_workers = Some(value()? as usize),
                 "--no-limits" => o.no_limits = true,
-                other => bail!(
-                    "unknown option `{other}` (--seconds N, --rate N, --connections N, --no-limits)"
-                ),
+                other => bail!("unknown option `{other}`\nusage: {USAGE}"),
             }
         }
+        if o.seconds == 0 || o.slice == 0 || o.rate == 0 || o.connections == 0 {
+            bail!("--seconds, --slice, --rate and --connections must be positive\nusage: {USAGE}");
+        }
+        o.slice = o.slice.min(o.seconds);
         Ok(o)
     }
 }
@@ -62,6 +100,25 @@ impl Drop for Killed {
     }
 }
 
+impl Killed {
+    fn rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).ok()?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib / 1024.0)
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -72,13 +129,19 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 async fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .is_err()
     {
-        if started.elapsed() > Duration::from_secs(20) {
+        if started.elapsed() > Duration::from_secs(30) {
             bail!("{what} did not start listening on port {port}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -106,7 +169,7 @@ pub(crate) struct Figures {
 
 pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     let root = workspace_root();
-    eprintln!("building release binaries …");
+    eprintln!("building the release gatehouse binary …");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--quiet", "-p", "gatehouse"])
         .current_dir(&root)
@@ -114,6 +177,12 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         .context("running cargo build")?;
     if !status.success() {
         bail!("cargo build --release -p gatehouse failed");
+    }
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this xtask is a debug build, so the load generator and the unaudited gateway are \
+             unoptimised; run `cargo run --release -p xtask -- bench gateway` for figures"
+        );
     }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -128,7 +197,9 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     let admin_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let db_name = format!("gatehouse_bench_gateway_{}", uuid::Uuid::new_v4().simple());
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let db_name = format!("gatehouse_bench_gateway_{run_id}");
+    let stream_prefix = format!("bench:gw:{run_id}");
     let mut admin = PgConnection::connect(&admin_url)
         .await
         .context("connecting to DATABASE_URL")?;
@@ -139,7 +210,24 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         .rsplit_once('/')
         .map_or(admin_url.as_str(), |(b, _)| b);
     let db_url = format!("{base}/{db_name}");
-    let result = bench(&o, &gatehouse, &nginx, &db_url, &redis_url).await;
+    let infra = Infra {
+        gatehouse,
+        nginx,
+        db_url,
+        redis_url: redis_url.clone(),
+        stream_prefix: stream_prefix.clone(),
+    };
+    let result = bench(&o, &infra).await;
+    // The run's streams and their consumer group go with it.
+    if let Ok(client) = redis::Client::open(redis_url.as_str())
+        && let Ok(mut con) = client.get_multiplexed_async_connection().await
+    {
+        let mut del = redis::cmd("DEL");
+        for shard in 0..audit::StreamConfig::default().shards {
+            del.arg(format!("{stream_prefix}:{{{shard}}}"));
+        }
+        let _: redis::RedisResult<i64> = del.query_async(&mut con).await;
+    }
     admin
         .execute(sqlx::AssertSqlSafe(format!(
             "drop database {db_name} with (force)"
@@ -148,13 +236,16 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     result
 }
 
-async fn bench(
-    o: &Options,
-    gatehouse: &Path,
-    nginx: &Path,
-    db_url: &str,
-    redis_url: &str,
-) -> anyhow::Result<()> {
+struct Infra {
+    gatehouse: PathBuf,
+    nginx: PathBuf,
+    db_url: String,
+    redis_url: String,
+    stream_prefix: String,
+}
+
+async fn bench(o: &Options, infra: &Infra) -> anyhow::Result<()> {
+    let load_before = load_average();
     // A throwaway deployment secret: 32 random bytes, base64, as GATEHOUSE_SECRET_KEY takes it.
     let secret: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
         .iter()
@@ -162,12 +253,12 @@ async fn bench(
         .collect();
     let key_text = base64::engine::general_purpose::STANDARD.encode(&secret);
     let key = SealingKey::from_base64(1, &key_text).map_err(anyhow::Error::msg)?;
-    let store = Store::connect(db_url, Keyring::new(key)).await?;
+    let store = Store::connect(&infra.db_url, Keyring::new(key)).await?;
     store.migrate().await?;
 
     let sim_port = free_port()?;
     let _sim = Killed(
-        Command::new(gatehouse)
+        Command::new(&infra.gatehouse)
             .args(["demo-upstream", "--cheap", "--listen"])
             .arg(format!("127.0.0.1:{sim_port}"))
             .stdout(Stdio::null())
@@ -225,35 +316,66 @@ async fn bench(
     let token = minted.token.expose().clone();
 
     let gw_port = free_port()?;
-    let _gateway = Killed(
-        Command::new(gatehouse)
+    let mut gateway = Killed(
+        Command::new(&infra.gatehouse)
             .args(["gateway", "--listen"])
             .arg(format!("127.0.0.1:{gw_port}"))
-            .env("DATABASE_URL", db_url)
-            .env("REDIS_URL", redis_url)
+            .env("DATABASE_URL", &infra.db_url)
+            .env("REDIS_URL", &infra.redis_url)
             .env("GATEHOUSE_SECRET_KEY", &key_text)
+            .env("GATEHOUSE_AUDIT_STREAM_PREFIX", &infra.stream_prefix)
             .env("GATEHOUSE_ALLOW_PRIVATE_UPSTREAMS", "true")
             .env(
                 "GATEHOUSE_PUBLIC_URL",
                 format!("http://127.0.0.1:{gw_port}"),
             )
-            // Audit on: one event per call through the log sink (issue 6 makes it durable).
-            .env("GATEHOUSE_LOG", "warn,gatehouse::audit=info")
+            .env("GATEHOUSE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("starting the gateway")?,
     );
+    let mut ingester = Killed(
+        Command::new(&infra.gatehouse)
+            .arg("ingest")
+            .env("DATABASE_URL", &infra.db_url)
+            .env("REDIS_URL", &infra.redis_url)
+            .env("GATEHOUSE_SECRET_KEY", &key_text)
+            .env("GATEHOUSE_AUDIT_STREAM_PREFIX", &infra.stream_prefix)
+            .env("GATEHOUSE_INGEST_CONSUMER", "bench")
+            .env("GATEHOUSE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the ingester")?,
+    );
+    let unaudited_port = free_port()?;
+    let mut unaudited = Killed(
+        Command::new(std::env::current_exe()?)
+            .arg("bench-serve-unaudited-gateway")
+            .env("BENCH_LISTEN", format!("127.0.0.1:{unaudited_port}"))
+            .env("DATABASE_URL", &infra.db_url)
+            .env("REDIS_URL", &infra.redis_url)
+            .env("GATEHOUSE_SECRET_KEY", &key_text)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the unaudited gateway")?,
+    );
     wait_for_port(gw_port, "the gateway").await?;
+    wait_for_port(unaudited_port, "the unaudited gateway").await?;
 
     let nginx_port = free_port()?;
     let nginx_dir = std::env::temp_dir().join(format!("gatehouse-bench-nginx-{nginx_port}"));
     std::fs::create_dir_all(nginx_dir.join("logs"))?;
+    let workers = o
+        .nginx_workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let conf = format!(
-        r#"worker_processes 1;
+        r#"worker_processes {workers};
 error_log {dir}/logs/error.log warn;
 pid {dir}/nginx.pid;
-events {{ worker_connections 1024; }}
+events {{ worker_connections 4096; }}
 http {{
     access_log off;
     client_body_temp_path {dir}/body;
@@ -279,7 +401,7 @@ http {{
     let conf_path = nginx_dir.join("nginx.conf");
     std::fs::write(&conf_path, conf)?;
     let _nginx = Killed(
-        Command::new(nginx)
+        Command::new(&infra.nginx)
             .arg("-c")
             .arg(&conf_path)
             .arg("-p")
@@ -291,6 +413,10 @@ http {{
             .context("starting nginx")?,
     );
     wait_for_port(nginx_port, "nginx").await?;
+
+    // Idle: listening, connected to Postgres and Redis, no request served yet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = (gateway.rss_mib(), unaudited.rss_mib());
 
     let targets = [
         Target {
@@ -308,57 +434,373 @@ http {{
         Target {
             name: "gateway",
             url: format!("http://127.0.0.1:{gw_port}/mcp/{server}"),
-            token: Some(token),
+            token: Some(token.clone()),
             tag: "gw-",
         },
+        Target {
+            name: "unaudited",
+            url: format!("http://127.0.0.1:{unaudited_port}/mcp/{server}"),
+            token: Some(token),
+            tag: "unaudited-",
+        },
     ];
-    let mut figures = Vec::new();
+    let mut runs = Vec::new();
     for target in &targets {
-        eprintln!("measuring {} …", target.name);
-        figures.push((
-            target.name,
-            measure(o.seconds, o.rate, o.connections, target).await?,
-        ));
+        runs.push(Runner::new(target).await?);
     }
+    eprintln!("warming up …");
+    for r in &runs {
+        r.warm_up().await;
+    }
+
+    let rounds = o.seconds.div_ceil(o.slice);
+    let slice = Duration::from_secs(o.slice);
+    let mut latency: Vec<Samples> = runs.iter().map(|_| Samples::default()).collect();
+    eprintln!(
+        "latency at {} req/s: {rounds} rounds of {} s per target …",
+        o.rate, o.slice
+    );
+    for round in 0..rounds as usize {
+        for k in 0..runs.len() {
+            let i = (round + k) % runs.len();
+            let (took, errors) = runs[i].latency_slice(o.rate, slice).await;
+            latency[i].latencies.extend(took);
+            latency[i].errors += errors;
+        }
+    }
+    let mut flat: Vec<(u64, usize)> = vec![(0, 0); runs.len()];
+    eprintln!(
+        "throughput with {} connections: {rounds} rounds of {} s per target …",
+        o.connections, o.slice
+    );
+    for round in 0..rounds as usize {
+        for k in 0..runs.len() {
+            let i = (round + k) % runs.len();
+            let (done, errors) = runs[i].throughput_slice(o.connections, slice).await;
+            flat[i].0 += done;
+            flat[i].1 += errors;
+        }
+    }
+    let load_after_speed = load_average();
+
+    eprintln!("opening {} sessions on each gateway …", o.sessions);
+    let mut with_sessions = Vec::new();
+    let mut kept = Vec::new();
+    for (target, process) in [(&targets[2], &gateway), (&targets[3], &unaudited)] {
+        let (opened, failed, client) = open_sessions(target, o.sessions).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        with_sessions.push((opened, failed, process.rss_mib()));
+        kept.push(client);
+    }
+    drop(kept);
+    let ingester_alive = ingester.alive();
+    let gateways_alive = gateway.alive() && unaudited.alive();
     let _ = std::fs::remove_dir_all(&nginx_dir);
 
+    let measured = o.slice * rounds;
+    let figures: Vec<Figures> = latency
+        .iter_mut()
+        .zip(&flat)
+        .map(|(s, &(done, errors))| {
+            s.latencies.sort();
+            Figures {
+                throughput: done as f64 / measured as f64,
+                p50_ms: s.pct(0.50),
+                p99_ms: s.pct(0.99),
+                errors: s.errors + errors,
+            }
+        })
+        .collect();
+    let [direct, nginx, gw, un] = figures[..] else {
+        unreachable!("four targets")
+    };
+
     println!(
-        "\ntools/call retry_task, {} s per phase; latency at {} req/s (open loop), throughput with {} connections (closed loop)\n",
-        o.seconds, o.rate, o.connections
+        "\n== cargo xtask bench gateway: tools/call retry_task, {} cores shared with the load generator; load average before {load_before}, after the speed phases {load_after_speed}, at the end {} ==",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        load_average()
     );
     println!(
-        "{:<8} {:>12} {:>10} {:>10} {:>8}",
-        "target", "req/s", "p50 ms", "p99 ms", "errors"
+        "latency at {} req/s open loop, timed from each request's scheduled send; throughput flat out with {} connections; \
+         {rounds} interleaved slices of {} s per target and phase; nginx {workers} worker(s){}",
+        o.rate,
+        o.connections,
+        o.slice,
+        if o.no_limits {
+            "; --no-limits: no counter consumed"
+        } else {
+            ""
+        }
     );
-    for (name, f) in &figures {
+    println!(
+        "\n{:<10} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8}",
+        "target", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "samples", "errors"
+    );
+    for ((t, f), s) in targets.iter().zip(&figures).zip(&latency) {
         println!(
-            "{name:<8} {:>12.0} {:>10.3} {:>10.3} {:>8}",
-            f.throughput, f.p50_ms, f.p99_ms, f.errors
+            "{:<10} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>8} {:>8}",
+            t.name,
+            f.throughput,
+            f.p50_ms,
+            f.p99_ms,
+            s.pct(0.999),
+            s.latencies.len(),
+            f.errors
         );
     }
-    let get = |n: &str| figures.iter().find(|(name, _)| *name == n).map(|(_, f)| *f);
-    let (direct, nginx, gateway) = (
-        get("direct").expect("direct"),
-        get("nginx").expect("nginx"),
-        get("gateway").expect("gateway"),
-    );
     let added = |f: Figures| (f.p50_ms - direct.p50_ms, f.p99_ms - direct.p99_ms);
     let (n50, n99) = added(nginx);
-    let (g50, g99) = added(gateway);
+    let (g50, g99) = added(gw);
+    let (u50, u99) = added(un);
+    println!("\nadded over direct (p50 / p99 ms):");
+    println!("  nginx      {n50:>7.3} / {n99:>7.3}");
+    println!("  gateway    {g50:>7.3} / {g99:>7.3}   (limiter + audit journal + ingester)");
+    println!("  unaudited  {u50:>7.3} / {u99:>7.3}   (durable path off, limiter on)");
     println!(
-        "\nadded over direct: nginx p50 {n50:.3} ms, p99 {n99:.3} ms; gateway p50 {g50:.3} ms, p99 {g99:.3} ms"
+        "  the durable path costs {:.3} ms p50, {:.3} ms p99, and {:.0} % of the throughput",
+        g50 - u50,
+        g99 - u99,
+        (1.0 - gw.throughput / un.throughput) * 100.0
     );
     let ratio = |g: f64, n: f64| if n > 0.0 { g / n } else { f64::INFINITY };
+    let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
+    println!("\nbudgets (DESIGN.md §11):");
+    let r50 = ratio(g50, n50);
+    let r99 = ratio(g99, n99);
+    let rt = gw.throughput / nginx.throughput;
     println!(
-        "gateway/nginx added latency: p50 {:.2}×, p99 {:.2}× (budget ≤ 2×)",
-        ratio(g50, n50),
-        ratio(g99, n99)
+        "  {}  added latency p50: gateway {g50:.3} ms = {r50:.2}× nginx's {n50:.3} ms (≤ 2×; unaudited {:.2}×)",
+        verdict(r50 <= 2.0),
+        ratio(u50, n50)
     );
     println!(
-        "gateway/nginx throughput: {:.2}× (budget ≥ 0.5×)",
-        gateway.throughput / nginx.throughput
+        "  {}  added latency p99: gateway {g99:.3} ms = {r99:.2}× nginx's {n99:.3} ms (≤ 2×; unaudited {:.2}×)",
+        verdict(r99 <= 2.0),
+        ratio(u99, n99)
     );
+    println!(
+        "  {}  throughput: gateway {:.0} req/s = {rt:.2}× nginx's {:.0} (≥ 0.5×; unaudited {:.2}×)",
+        verdict(rt >= 0.5),
+        gw.throughput,
+        nginx.throughput,
+        un.throughput / nginx.throughput
+    );
+    let mib = |m: Option<f64>| m.map_or_else(|| "?".to_owned(), |m| format!("{m:.1} MiB"));
+    println!(
+        "  {}  RSS idle: gateway {} (≤ 30 MiB; unaudited {})",
+        verdict(idle.0.is_some_and(|m| m <= 30.0)),
+        mib(idle.0),
+        mib(idle.1)
+    );
+    let (opened, failed, rss) = with_sessions[0];
+    println!(
+        "  {}  RSS with {opened} sessions open ({failed} failed), each on its own connection: gateway {} (≤ 100 MiB; unaudited {})",
+        verdict(failed == 0 && opened >= o.sessions && rss.is_some_and(|m| m <= 100.0)),
+        mib(rss),
+        mib(with_sessions[1].2)
+    );
+    if !ingester_alive || !gateways_alive {
+        println!("  a gateway or the ingester exited during the run: the figures are not valid");
+    }
     Ok(())
+}
+
+#[derive(Default)]
+struct Samples {
+    latencies: Vec<Duration>,
+    errors: usize,
+}
+
+impl Samples {
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1);
+        self.latencies[i].as_secs_f64() * 1000.0
+    }
+}
+
+/// Ids of calls, unique over the run.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1_000);
+
+/// One target's client, session and call headers.
+struct Runner {
+    client: reqwest::Client,
+    url: Arc<str>,
+    headers: Arc<reqwest::header::HeaderMap>,
+    tag: &'static str,
+}
+
+impl Runner {
+    async fn new(target: &Target) -> anyhow::Result<Runner> {
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(256)
+            .build()?;
+        let headers = Arc::new(session_headers(&client, target).await?);
+        Ok(Runner {
+            client,
+            url: target.url.as_str().into(),
+            headers,
+            tag: target.tag,
+        })
+    }
+
+    async fn warm_up(&self) {
+        for _ in 0..200 {
+            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            call(&self.client, &self.url, &self.headers, self.tag, id).await;
+        }
+    }
+
+    /// `rate` req/s for `length`, open loop; each call timed from its scheduled send.
+    async fn latency_slice(&self, rate: u64, length: Duration) -> (Vec<Duration>, usize) {
+        let (took, errors, _) = open_loop(
+            &self.client,
+            &self.url,
+            &self.headers,
+            self.tag,
+            rate,
+            length,
+        )
+        .await;
+        (took, errors)
+    }
+
+    /// Closed loops on `connections` for `length`: calls answered, and how many failed.
+    async fn throughput_slice(&self, connections: usize, length: Duration) -> (u64, usize) {
+        closed_loop(
+            &self.client,
+            &self.url,
+            &self.headers,
+            self.tag,
+            connections,
+            length,
+        )
+        .await
+    }
+}
+
+/// Sends `rate` calls per second for `length` from a pacer thread (the OS timer, not Tokio's
+/// millisecond wheel), each at its scheduled instant, and times each from that instant to the end
+/// of its answer, so a stall anywhere delays the timings of the calls it held up. Returns the
+/// latencies, the failures, and the pacer's worst lateness.
+async fn open_loop(
+    client: &reqwest::Client,
+    url: &Arc<str>,
+    headers: &Arc<reqwest::header::HeaderMap>,
+    tag: &'static str,
+    rate: u64,
+    length: Duration,
+) -> (Vec<Duration>, usize, Duration) {
+    let total = (rate as f64 * length.as_secs_f64()) as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = tokio::runtime::Handle::current();
+    let (client, url, headers) = (client.clone(), url.clone(), headers.clone());
+    let pacer = std::thread::spawn(move || {
+        let start = Instant::now() + Duration::from_millis(2);
+        let mut worst = Duration::ZERO;
+        for i in 0..total {
+            let scheduled = start + interval.mul_f64(i as f64);
+            let now = Instant::now();
+            if scheduled > now {
+                std::thread::sleep(scheduled - now);
+            }
+            worst = worst.max(Instant::now().saturating_duration_since(scheduled));
+            let (client, url, headers, tx) =
+                (client.clone(), url.clone(), headers.clone(), tx.clone());
+            handle.spawn(async move {
+                let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                let ok = call(&client, &url, &headers, tag, id).await;
+                let _ = tx.send((ok, scheduled.elapsed()));
+            });
+        }
+        worst
+    });
+    let mut latencies = Vec::with_capacity(total as usize);
+    let mut errors = 0;
+    for _ in 0..total {
+        let Some((ok, took)) = rx.recv().await else {
+            break;
+        };
+        errors += usize::from(!ok);
+        latencies.push(took);
+    }
+    let worst = tokio::task::spawn_blocking(move || pacer.join().unwrap_or_default())
+        .await
+        .unwrap_or_default();
+    (latencies, errors, worst)
+}
+
+async fn closed_loop(
+    client: &reqwest::Client,
+    url: &Arc<str>,
+    headers: &Arc<reqwest::header::HeaderMap>,
+    tag: &'static str,
+    connections: usize,
+    length: Duration,
+) -> (u64, usize) {
+    let deadline = Instant::now() + length;
+    let mut workers = Vec::new();
+    for _ in 0..connections {
+        let (client, url, headers) = (client.clone(), url.clone(), headers.clone());
+        workers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            let mut failed = 0usize;
+            while Instant::now() < deadline {
+                let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                if !call(&client, &url, &headers, tag, id).await {
+                    failed += 1;
+                }
+                n += 1;
+            }
+            (n, failed)
+        }));
+    }
+    let mut done = 0u64;
+    let mut errors = 0;
+    for w in workers {
+        if let Ok((n, failed)) = w.await {
+            done += n;
+            errors += failed;
+        }
+    }
+    (done, errors)
+}
+
+/// Opens `n` sessions on `target` at once, each on its own connection, and returns the client
+/// holding those connections open.
+async fn open_sessions(
+    target: &Target,
+    n: usize,
+) -> anyhow::Result<(usize, usize, reqwest::Client)> {
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(n)
+        .pool_idle_timeout(Duration::from_secs(300))
+        .build()?;
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let client = client.clone();
+        let target = Target {
+            name: target.name,
+            url: target.url.clone(),
+            token: target.token.clone(),
+            tag: target.tag,
+        };
+        tasks.push(tokio::spawn(async move {
+            session_headers(&client, &target).await.is_ok()
+        }));
+    }
+    let mut opened = 0;
+    for t in tasks {
+        if t.await.unwrap_or(false) {
+            opened += 1;
+        }
+    }
+    Ok((opened, n - opened, client))
 }
 
 /// Opens a session on `target` and returns the headers every call carries.
@@ -429,96 +871,73 @@ async fn call(
     }
 }
 
-/// Latency at `rate` req/s (open loop) for `seconds`, then throughput with `connections` closed
-/// loops for `seconds`.
+/// Latency at `rate` req/s (open loop, each call timed from its scheduled send) for `seconds`,
+/// then throughput with `connections` closed loops for `seconds`: one target on its own (the
+/// load harness's phases).
 pub(crate) async fn measure(
     seconds: u64,
     rate: u64,
     connections: usize,
     target: &Target,
 ) -> anyhow::Result<Figures> {
-    let client = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(256)
-        .build()?;
-    let headers = Arc::new(session_headers(&client, target).await?);
-    let url: Arc<str> = target.url.as_str().into();
-
-    // Warm up: connections, caches.
-    for id in 0..200 {
-        call(&client, &url, &headers, target.tag, id).await;
-    }
-
-    // Latency at a fixed rate, each request timed from its scheduled start.
-    let total = rate * seconds;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = tokio::time::Instant::now();
-    let mut tasks = Vec::with_capacity(total as usize);
-    for i in 0..total {
-        let scheduled = start + interval * i as u32;
-        tokio::time::sleep_until(scheduled).await;
-        let (client, url, headers, tag) =
-            (client.clone(), url.clone(), headers.clone(), target.tag);
-        // Timed from the moment it is sent: the timer's millisecond granularity would otherwise
-        // dominate sub-millisecond latencies. At this rate nothing queues in the client.
-        tasks.push(tokio::spawn(async move {
-            let sent = Instant::now();
-            let ok = call(&client, &url, &headers, tag, 1_000 + i).await;
-            (ok, sent.elapsed())
-        }));
-    }
-    let mut latencies = Vec::with_capacity(tasks.len());
-    let mut errors = 0;
-    for t in tasks {
-        let (ok, took) = t.await?;
-        if !ok {
-            errors += 1;
-        }
-        latencies.push(took);
-    }
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)].as_secs_f64()
-            * 1000.0
+    let runner = Runner::new(target).await?;
+    runner.warm_up().await;
+    let length = Duration::from_secs(seconds);
+    let (took, errors) = runner.latency_slice(rate, length).await;
+    let mut samples = Samples {
+        latencies: took,
+        errors,
     };
-    let (p50_ms, p99_ms) = (pct(0.50), pct(0.99));
-
-    // Throughput flat out.
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut workers = Vec::new();
-    for w in 0..connections {
-        let (client, url, headers, tag) =
-            (client.clone(), url.clone(), headers.clone(), target.tag);
-        workers.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            let mut failed = 0usize;
-            while Instant::now() < deadline {
-                if !call(
-                    &client,
-                    &url,
-                    &headers,
-                    tag,
-                    10_000_000 * (w as u64 + 1) + n,
-                )
-                .await
-                {
-                    failed += 1;
-                }
-                n += 1;
-            }
-            (n, failed)
-        }));
-    }
-    let mut done = 0u64;
-    for w in workers {
-        let (n, failed) = w.await?;
-        done += n;
-        errors += failed;
-    }
+    samples.latencies.sort();
+    let (done, failed) = runner.throughput_slice(connections, length).await;
     Ok(Figures {
         throughput: done as f64 / seconds as f64,
-        p50_ms,
-        p99_ms,
-        errors,
+        p50_ms: samples.pct(0.50),
+        p99_ms: samples.pct(0.99),
+        errors: samples.errors + failed,
+    })
+}
+
+/// `xtask bench-serve-unaudited-gateway`: the bench's gateway with its durable path off. Serves
+/// `/mcp/{server_id}` on `BENCH_LISTEN` over the store at `DATABASE_URL` and the limiter at
+/// `REDIS_URL`, like `gatehouse gateway` with its defaults, but with
+/// [`audit::Journal::unaudited_benchmark_only`]: nothing is audited. Only the bench starts it.
+pub(crate) fn serve_unaudited() -> anyhow::Result<()> {
+    let env = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
+    let listen: std::net::SocketAddr = env("BENCH_LISTEN")?.parse()?;
+    let (database_url, redis_url, key_text) = (
+        env("DATABASE_URL")?,
+        env("REDIS_URL")?,
+        env("GATEHOUSE_SECRET_KEY")?,
+    );
+    // The same runtime as `gatehouse gateway`: one worker per core.
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let secret = base64::engine::general_purpose::STANDARD.decode(key_text.trim())?;
+        let key = SealingKey::from_base64(1, &key_text).map_err(anyhow::Error::msg)?;
+        let store = Store::connect_with_statement_timeout(
+            &database_url,
+            Keyring::new(key),
+            Duration::from_secs(2),
+        )
+        .await?;
+        let limiter: limits::Limiter =
+            limits::RedisLimiter::connect(&redis_url, limits::RedisConfig::default())
+                .await?
+                .into();
+        let mut settings = gateway::Settings::local();
+        settings.allow_private_upstreams = true;
+        let gateway = gateway::Gateway::new(
+            settings,
+            store,
+            limiter,
+            mcp::session::SessionKey::derive(&secret),
+            audit::Journal::unaudited_benchmark_only(),
+            Some(redis::Client::open(redis_url.as_str())?),
+        )?;
+        gateway.spawn_invalidation_listener();
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        gateway::serve(listener, gateway).await?;
+        anyhow::Ok(())
     })
 }

@@ -6,9 +6,11 @@
 //! database is reused by later runs with the same N. For figures that reflect a release build of
 //! the services, run `cargo run --release -p xtask -- bench store`.
 //!
-//! `cargo xtask bench gateway [--seconds N] [--rate N] [--connections N] [--no-limits]` measures `tools/call`
-//! directly against the GenieACS simulator, through the gateway (limits and audit on) and through
-//! nginx, and prints throughput, p50/p99, the latency each proxy adds and the budget ratios.
+//! `cargo xtask bench gateway [--seconds N] [--slice N] [--rate N] [--connections N] [--sessions N] …`
+//! measures `tools/call` directly against the GenieACS simulator, through nginx, through the
+//! gateway (limiter, audit journal and ingester on) and through the gateway with its durable path
+//! off, in interleaved slices, plus the gateway's RSS idle and with N sessions open, and prints
+//! each DESIGN.md §11 budget with PASS or MISS.
 //! `cargo xtask bench audit [--events N] [--ingesters N] …` fills Redis shard streams with N calls
 //! (write-ahead and outcome each) and times the audit ingester moving them into a fresh database,
 //! printing events/s against the 20,000 events/s budget.
@@ -46,6 +48,8 @@ fn main() -> anyhow::Result<()> {
             let options = bench_gateway::Options::parse(rest)?;
             runtime()?.block_on(bench_gateway::run(options))
         }
+        // Started by `bench gateway` only: its gateway with the durable path off.
+        ["bench-serve-unaudited-gateway"] => bench_gateway::serve_unaudited(),
         ["load", rest @ ..] => {
             let options = load::Options::parse(rest)?;
             runtime()?.block_on(load::run(options))
@@ -60,7 +64,7 @@ fn main() -> anyhow::Result<()> {
         }
         _ => bail!(
             "usage: cargo xtask load [--quick] [--replicas N] … (see crates/xtask/README.md)\n\
-                    cargo xtask bench gateway [--seconds N] [--rate N] [--connections N] [--no-limits]\n\
+                    cargo xtask bench gateway [--seconds N] [--slice N] [--rate N] [--connections N] [--sessions N] [--nginx-workers N] [--no-limits]\n\
                     cargo xtask bench store [--events N] [--iterations N] [--reseed] [--database NAME]\n\
                     cargo xtask bench audit [--events N] [--orgs N] [--ingesters N] [--batch N] [--shards N] [--database NAME]\n\
                     cargo xtask bench verify [--events N] [--database NAME]\n\
