@@ -71,3 +71,5 @@ id!(/// An admin API key.
     ApiKeyId, "API key id");
 id!(/// An audit event; the gateway's request id.
     AuditEventId, "audit event id");
+id!(/// A call held for a human decision.
+    ApprovalId, "approval id");

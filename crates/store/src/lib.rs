@@ -12,6 +12,7 @@
 pub mod account;
 pub mod admin;
 pub mod api_key;
+pub mod approval;
 pub mod audit;
 pub mod audit_outbox;
 pub mod audit_verify;
@@ -30,7 +31,7 @@ mod tx;
 pub use account::Role;
 pub use admin::Actor;
 pub use error::{Error, Result};
-pub use ids::{ApiKeyId, AuditEventId, GrantId, OrgId, PolicyId, ServerId, UserId};
+pub use ids::{ApiKeyId, ApprovalId, AuditEventId, GrantId, OrgId, PolicyId, ServerId, UserId};
 pub use tx::{OrgTx, Store};
 
 /// Every migration of the product, embedded at compile time from `migrations/`.

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use crate::admin::record_admin_event;
 use crate::error::NotFoundExt;
-use crate::{Actor, Error, GrantId, OrgId, OrgTx, Result, ServerId, Store};
+use crate::{Actor, ApprovalId, Error, GrantId, OrgId, OrgTx, Result, ServerId, Store};
 
 /// An organisation as its members see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -101,6 +101,19 @@ impl Store {
         .fetch_optional(self.pool())
         .await
         .or_not_found("grant")
+        .map(OrgId::from_uuid)
+    }
+
+    /// The organisation an approval belongs to, for operator commands given only its id
+    /// (`gatehouse approval approve ID`).
+    pub async fn organisation_of_approval(&self, approval: ApprovalId) -> Result<OrgId> {
+        sqlx::query_scalar!(
+            "select organisation_id from approval where approval_id = $1",
+            approval.as_uuid()
+        )
+        .fetch_optional(self.pool())
+        .await
+        .or_not_found("approval")
         .map(OrgId::from_uuid)
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the store against a real Postgres: each `#[sqlx::test]` gets a fresh
 //! database with every migration applied (`DATABASE_URL` names the server).
 
+mod approvals;
 mod audit;
 mod audit_verify;
 mod drift;
