@@ -70,6 +70,9 @@ enum Command {
     /// Secret keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Approvals: tool calls held for a human to approve or deny.
+    #[command(subcommand)]
+    Approval(ApprovalCommand),
     /// Audit log: verification, export, retention, partitions.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -171,6 +174,68 @@ enum GrantCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApprovalCommand {
+    /// List approvals, newest first: id, status, tool, identity and grant, when created and when
+    /// it expires, and the call's arguments (secrets redacted).
+    List {
+        /// One organisation; all of them when absent.
+        #[arg(long)]
+        org: Option<String>,
+        /// Pending (waiting for a decision) or decided (approved, denied, consumed, expired).
+        #[arg(long, value_enum, default_value_t = ApprovalStatusArg::Pending)]
+        status: ApprovalStatusArg,
+        /// At most this many approvals of each organisation (1 to 500).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=500))]
+        limit: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Approve a pending approval: the agent's held call proceeds, or its retry goes through once.
+    Approve {
+        /// The approval id.
+        id: String,
+        /// A note kept with the decision.
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        channel: ApprovalChannelArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Deny a pending approval; the agent is told the comment.
+    Deny {
+        /// The approval id.
+        id: String,
+        /// Why: shown to the agent (required).
+        #[arg(long, required = true)]
+        comment: String,
+        #[command(flatten)]
+        channel: ApprovalChannelArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Which approvals `approval list` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ApprovalStatusArg {
+    Pending,
+    Decided,
+}
+
+/// Where decisions are announced, so a gateway replica holding the call proceeds at once.
+#[derive(Debug, Clone, Args)]
+struct ApprovalChannelArgs {
+    /// The Redis channel approval decisions are published on (with REDIS_URL).
+    #[arg(
+        long,
+        env = "GATEHOUSE_APPROVAL_CHANNEL",
+        default_value = ops::DEFAULT_APPROVAL_CHANNEL
+    )]
+    approval_channel: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,14 +6,20 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
+use store::approval::{Approval, ApprovalFilter, Decision};
 use store::secret::{Keyring, Redacted, SealingKey};
-use store::{Actor, GrantId, OrgId, ServerId, Store};
+use store::{Actor, ApprovalId, GrantId, OrgId, ServerId, Store};
+use time::format_description::well_known::Rfc3339;
 
 use crate::config::{self, Problems};
 use crate::{
-    AuditCommand, Command, GrantCommand, KeysCommand, OrgCommand, PolicyCommand, ServerCommand,
-    StoreArgs,
+    ApprovalChannelArgs, ApprovalCommand, ApprovalStatusArg, AuditCommand, Command, GrantCommand,
+    KeysCommand, OrgCommand, PolicyCommand, ServerCommand, StoreArgs,
 };
+
+/// The Redis channel approval decisions are published on (the approval id, a plain PUBLISH), so
+/// the gateway replica holding the call re-reads it at once (`GATEHOUSE_APPROVAL_CHANNEL`).
+pub(crate) const DEFAULT_APPROVAL_CHANNEL: &str = "gatehouse:approvals";
 
 /// Why a command failed, which decides its exit code and how it is reported.
 #[derive(Debug)]
@@ -55,6 +61,11 @@ pub(crate) async fn run(command: Command) -> ExitCode {
             | GrantCommand::Rotate { store: s, .. },
         )
         | Command::Keys(KeysCommand::Rotate { store: s, .. })
+        | Command::Approval(
+            ApprovalCommand::List { store: s, .. }
+            | ApprovalCommand::Approve { store: s, .. }
+            | ApprovalCommand::Deny { store: s, .. },
+        )
         | Command::Audit(AuditCommand::Partitions { store: s, .. }) => s.json,
         Command::Policy(PolicyCommand::Offline(_))
         | Command::Tools(_)
@@ -100,14 +111,16 @@ fn report(failure: Failure, json: bool) -> ExitCode {
             )
         }
         Failure::Store(e) => {
-            let kind = match &e {
-                store::Error::NotFound { .. } => "not_found",
-                store::Error::Conflict { .. } => "conflict",
-                store::Error::Invalid { .. } => "invalid",
-                _ => "internal",
+            let (kind, extra) = match &e {
+                store::Error::NotFound { .. } => ("not_found", Value::Null),
+                store::Error::Conflict { constraint, .. } => {
+                    ("conflict", json!({ "constraint": constraint }))
+                }
+                store::Error::Invalid { .. } => ("invalid", Value::Null),
+                _ => ("internal", Value::Null),
             };
             eprintln!("error: {e}");
-            (kind, e.to_string(), Value::Null, 1)
+            (kind, e.to_string(), extra, 1)
         }
         Failure::Other(e) => {
             eprintln!("error: {e:#}");
@@ -116,8 +129,13 @@ fn report(failure: Failure, json: bool) -> ExitCode {
     };
     if json {
         let mut error = json!({ "kind": kind, "message": message });
-        if !extra.is_null() {
-            error["diagnostics"] = extra;
+        match extra {
+            Value::Null => {}
+            // A conflict names the rule it broke (`approval_decided`, `approval_expired`...).
+            Value::Object(fields) if kind == "conflict" => {
+                error.as_object_mut().expect("an object").extend(fields);
+            }
+            extra => error["diagnostics"] = extra,
         }
         println!("{}", json!({ "error": error }));
     }
@@ -146,19 +164,102 @@ async fn connect(
 /// Tells every gateway replica to drop its cached configuration, when `REDIS_URL` is set. A failure
 /// is only a warning: the change is committed, and replicas notice it within their cache TTL.
 async fn announce(args: &StoreArgs, what: &str) {
-    let Some(url) = args.redis_url.as_deref().filter(|u| !u.trim().is_empty()) else {
-        return;
-    };
-    let published = async {
-        let client = redis::Client::open(url)?;
-        gateway::invalidate::publish(&client, gateway::DEFAULT_INVALIDATION_CHANNEL, what).await
-    }
-    .await;
-    if let Err(e) = published {
+    if let Err(e) = publish(args, gateway::DEFAULT_INVALIDATION_CHANNEL, what).await {
         eprintln!(
             "warning: could not announce the change on REDIS_URL ({e}); gateways pick it up within their cache TTL"
         );
     }
+}
+
+/// Publishes `what` on `channel` when `REDIS_URL` is set; `Ok(false)` when it is not.
+async fn publish(args: &StoreArgs, channel: &str, what: &str) -> redis::RedisResult<bool> {
+    let Some(url) = args.redis_url.as_deref().filter(|u| !u.trim().is_empty()) else {
+        return Ok(false);
+    };
+    let client = redis::Client::open(url)?;
+    gateway::invalidate::publish(&client, channel, what).await?;
+    Ok(true)
+}
+
+/// Tells the gateway replica holding the decided call to re-read its approval, when `REDIS_URL`
+/// is set. A failure is only a warning: the decision is committed, and held calls re-read their
+/// approval about once a second anyway (a retried call reads it then).
+async fn announce_decision(args: &StoreArgs, channel: &ApprovalChannelArgs, id: ApprovalId) {
+    if let Err(e) = publish(args, &channel.approval_channel, &id.to_string()).await {
+        eprintln!(
+            "warning: could not announce the decision on REDIS_URL ({e}); a held call notices it when it next re-reads the approval"
+        );
+    }
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// Who the approval's call came from: the identity, and the grant's label when it differs.
+fn who(a: &Approval) -> String {
+    if a.identity == a.grant_label {
+        a.identity.clone()
+    } else {
+        format!("{} (grant {})", a.identity, a.grant_label)
+    }
+}
+
+/// One approval for people: the line `approval list` prints, and what a decision prints.
+fn approval_text(a: &Approval) -> String {
+    let mut text = format!(
+        "{}  {}  {}  {}  created {}  expires {}\n    arguments: {}",
+        a.approval_id,
+        a.status,
+        a.tool_name,
+        who(a),
+        rfc3339(a.created_at),
+        rfc3339(a.expires_at),
+        a.arguments,
+    );
+    if let Some(at) = a.decided_at {
+        let by = a
+            .decided_by_email
+            .clone()
+            .or_else(|| a.decided_via.clone())
+            .unwrap_or_else(|| "unknown".into());
+        text.push_str(&format!("\n    decided {} by {by}", rfc3339(at)));
+        if let Some(comment) = &a.comment {
+            text.push_str(&format!(": {comment}"));
+        }
+    }
+    text
+}
+
+async fn decide(
+    id: &str,
+    decision: Decision,
+    comment: Option<&str>,
+    channel: &ApprovalChannelArgs,
+    args: &StoreArgs,
+) -> Outcome {
+    let store = connect(args, None, Problems::default()).await?;
+    let id: ApprovalId = parse_id(id)?;
+    let org = store.organisation_of_approval(id).await?;
+    let mut tx = store.begin(org).await?;
+    let approval =
+        store::approval::decide_approval(&mut tx, Actor::Operator, id, decision, comment).await?;
+    tx.commit().await?;
+    announce_decision(args, channel, id).await;
+    let text = match decision {
+        Decision::Approve => format!(
+            "approved {id}: the call goes through once, if made again before {}\n{}",
+            rfc3339(approval.expires_at),
+            approval_text(&approval)
+        ),
+        Decision::Deny => format!(
+            "denied {id}; the agent is told your comment\n{}",
+            approval_text(&approval)
+        ),
+    };
+    let mut value = serde_json::to_value(&approval).context("serialising the approval")?;
+    value["organisation_id"] = json!(org);
+    Ok((value, text))
 }
 
 fn parse_id<T: std::str::FromStr<Err = store::Error>>(text: &str) -> Result<T, Failure> {
@@ -380,6 +481,64 @@ async fn dispatch(command: Command) -> Outcome {
                 text,
             ))
         }
+        Command::Approval(ApprovalCommand::List {
+            org,
+            status,
+            limit,
+            store: args,
+        }) => {
+            let store = connect(&args, None, Problems::default()).await?;
+            let orgs = match org {
+                Some(org) => vec![parse_id::<OrgId>(&org)?],
+                None => store.organisation_ids().await?,
+            };
+            let filter = match status {
+                ApprovalStatusArg::Pending => ApprovalFilter::Pending,
+                ApprovalStatusArg::Decided => ApprovalFilter::Decided,
+            };
+            let mut approvals = Vec::new();
+            let mut lines = Vec::new();
+            let mut more = Vec::new();
+            for org in orgs {
+                let mut tx = store.begin(org).await?;
+                let page = store::approval::list_approvals(&mut tx, filter, None, limit).await?;
+                tx.commit().await?;
+                for a in &page.approvals {
+                    let mut value = serde_json::to_value(a).context("serialising an approval")?;
+                    value["organisation_id"] = json!(org);
+                    approvals.push(value);
+                    lines.push(approval_text(a));
+                }
+                if page.next.is_some() {
+                    lines.push(format!(
+                        "(organisation {org} has more than {limit}; raise --limit to see more)"
+                    ));
+                    more.push(org);
+                }
+            }
+            let which = match status {
+                ApprovalStatusArg::Pending => "pending",
+                ApprovalStatusArg::Decided => "decided",
+            };
+            let text = if approvals.is_empty() {
+                format!("no {which} approvals")
+            } else {
+                lines.join("\n")
+            };
+            Ok((json!({ "approvals": approvals, "more_in": more }), text))
+        }
+        Command::Approval(ApprovalCommand::Approve {
+            id,
+            comment,
+            channel,
+            store: args,
+        }) => decide(&id, Decision::Approve, comment.as_deref(), &channel, &args).await,
+        Command::Approval(ApprovalCommand::Deny {
+            id,
+            comment,
+            channel,
+            store: args,
+        }) => decide(&id, Decision::Deny, Some(&comment), &channel, &args).await,
         Command::Policy(PolicyCommand::Offline(_))
         | Command::Tools(_)
         | Command::DemoUpstream(_)
