@@ -94,6 +94,30 @@ pub(crate) struct GatewayArgs {
     /// gives its connection back instead of holding it.
     #[arg(long, env = "GATEHOUSE_STATEMENT_TIMEOUT_MS", default_value_t = 2_000)]
     statement_timeout_ms: u64,
+    /// The Redis channel approval decisions are announced on (with REDIS_URL).
+    #[arg(
+        long,
+        env = "GATEHOUSE_APPROVAL_CHANNEL",
+        default_value = gateway::DEFAULT_APPROVAL_CHANNEL
+    )]
+    approval_channel: String,
+    /// How often a held call re-reads its approval whatever the announcements say, in
+    /// milliseconds (a lost announcement costs at most this).
+    #[arg(long, env = "GATEHOUSE_APPROVAL_POLL_MS", default_value_t = 1_000)]
+    approval_poll_ms: u64,
+    /// How often a held call answered on SSE is sent a progress notification, in milliseconds.
+    #[arg(long, env = "GATEHOUSE_APPROVAL_KEEPALIVE_MS", default_value_t = 5_000)]
+    approval_keepalive_ms: u64,
+    /// The longest a call is held for an approval whatever its rule's `wait` says, in
+    /// milliseconds (keep it below the audit grace period).
+    #[arg(long, env = "GATEHOUSE_APPROVAL_MAX_WAIT_MS", default_value_t = 60_000)]
+    approval_max_wait_ms: u64,
+    /// How many times a new approval is offered to the organisation's webhook.
+    #[arg(long, env = "GATEHOUSE_WEBHOOK_ATTEMPTS", default_value_t = 5)]
+    webhook_attempts: u32,
+    /// The pause before a webhook's second attempt, in milliseconds; each later one doubles it.
+    #[arg(long, env = "GATEHOUSE_WEBHOOK_BACKOFF_MS", default_value_t = 1_000)]
+    webhook_backoff_ms: u64,
 }
 
 /// The longest one audit write may take before the request is refused.
@@ -189,6 +213,17 @@ pub(crate) async fn prepare(
         ),
         ("GATEHOUSE_BODY_TIMEOUT_MS", args.body_timeout_ms),
         ("GATEHOUSE_STATEMENT_TIMEOUT_MS", args.statement_timeout_ms),
+        ("GATEHOUSE_APPROVAL_POLL_MS", args.approval_poll_ms),
+        (
+            "GATEHOUSE_APPROVAL_KEEPALIVE_MS",
+            args.approval_keepalive_ms,
+        ),
+        ("GATEHOUSE_APPROVAL_MAX_WAIT_MS", args.approval_max_wait_ms),
+        (
+            "GATEHOUSE_WEBHOOK_ATTEMPTS",
+            u64::from(args.webhook_attempts),
+        ),
+        ("GATEHOUSE_WEBHOOK_BACKOFF_MS", args.webhook_backoff_ms),
     ] {
         if value == 0 {
             problems.add(name, "must be positive");
@@ -199,6 +234,9 @@ pub(crate) async fn prepare(
             "GATEHOUSE_MAX_BUFFERED_BYTES",
             "must be at least GATEHOUSE_MAX_BODY_BYTES and GATEHOUSE_MAX_RESPONSE_BYTES",
         );
+    }
+    if args.approval_channel.trim().is_empty() {
+        problems.add("GATEHOUSE_APPROVAL_CHANNEL", "must not be empty");
     }
     if !problems.0.is_empty() {
         for p in &problems.0 {
@@ -261,6 +299,12 @@ pub(crate) async fn prepare(
     settings.unknown_token_ttl = Duration::from_millis(args.unknown_token_ttl_ms);
     settings.auth_failures_per_minute = args.auth_failures_per_minute;
     settings.allow_private_upstreams = args.allow_private_upstreams;
+    settings.approval_channel = args.approval_channel.trim().to_owned();
+    settings.approval_poll = Duration::from_millis(args.approval_poll_ms);
+    settings.approval_keepalive = Duration::from_millis(args.approval_keepalive_ms);
+    settings.approval_max_wait = Duration::from_millis(args.approval_max_wait_ms);
+    settings.webhook_attempts = args.webhook_attempts;
+    settings.webhook_backoff = Duration::from_millis(args.webhook_backoff_ms);
 
     let store = store::Store::connect_with_statement_timeout(
         &database_url,

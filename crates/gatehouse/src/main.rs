@@ -233,7 +233,7 @@ struct ApprovalChannelArgs {
     #[arg(
         long,
         env = "GATEHOUSE_APPROVAL_CHANNEL",
-        default_value = ops::DEFAULT_APPROVAL_CHANNEL
+        default_value = gateway::DEFAULT_APPROVAL_CHANNEL
     )]
     approval_channel: String,
 }

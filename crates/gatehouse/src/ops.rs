@@ -17,10 +17,6 @@ use crate::{
     KeysCommand, OrgCommand, PolicyCommand, ServerCommand, StoreArgs,
 };
 
-/// The Redis channel approval decisions are published on (the approval id, a plain PUBLISH), so
-/// the gateway replica holding the call re-reads it at once (`GATEHOUSE_APPROVAL_CHANNEL`).
-pub(crate) const DEFAULT_APPROVAL_CHANNEL: &str = "gatehouse:approvals";
-
 /// Why a command failed, which decides its exit code and how it is reported.
 #[derive(Debug)]
 enum Failure {

@@ -41,7 +41,7 @@ pub(crate) struct Record {
     /// where the policy opts in.
     pub(crate) arguments: serde_json::Value,
     /// The gateway's decision name (also the metrics' label): `allow`, `deny`, `unknown_tool`,
-    /// `rate_limited`, `approval_unavailable`, `limiter_unavailable`, `audit_unavailable`,
+    /// `rate_limited`, `approval_pending`, `approved`, `approval_expired`, `approval_unavailable`, `limiter_unavailable`, `audit_unavailable`,
     /// `upstream_error`, `pass`, `rejected`.
     pub(crate) decision: &'static str,
     pub(crate) rule: Option<String>,
@@ -52,7 +52,7 @@ pub(crate) struct Record {
 }
 
 /// The request's identity for its event, stamped once when it arrived.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Stamp {
     pub(crate) request_id: String,
     pub(crate) occurred_at: OffsetDateTime,

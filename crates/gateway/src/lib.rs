@@ -16,6 +16,7 @@
 //! written ahead through `audit::Journal`), `metrics` (Prometheus).
 #![forbid(unsafe_code)]
 
+pub mod approval;
 mod budget;
 mod cache;
 mod egress;
@@ -28,12 +29,14 @@ mod proxy;
 mod settings;
 mod streams;
 mod throttle;
+pub mod webhook;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
 
+pub use approval::{ApprovalSignal, DEFAULT_APPROVAL_CHANNEL};
 pub use error::GatewayError;
 pub use settings::{DEFAULT_INVALIDATION_CHANNEL, Settings};
 
@@ -58,6 +61,7 @@ struct Inner {
     throttle: throttle::FailureThrottle,
     budget: budget::Budget,
     pinning: Arc<pinning::Registry>,
+    approval_signal: approval::ApprovalSignal,
 }
 
 impl Gateway {
@@ -117,6 +121,7 @@ impl Gateway {
                 throttle,
                 budget,
                 pinning,
+                approval_signal: approval::ApprovalSignal::default(),
             }),
         };
         // Open streams follow their grant's configuration for as long as the gateway lives.
@@ -130,20 +135,26 @@ impl Gateway {
         Ok(gateway)
     }
 
-    /// Starts listening for configuration invalidations on Redis pub/sub (when Redis is
-    /// configured). The task reconnects by itself and empties the cache whenever it was
-    /// disconnected, since it may have missed messages meanwhile.
+    /// Starts listening on Redis pub/sub (when Redis is configured) for configuration
+    /// invalidations and for approval decisions. The task reconnects by itself and, whenever it
+    /// was disconnected, empties the cache and wakes every held call, since it may have missed
+    /// messages meanwhile. Aborting the handle stops both.
     pub fn spawn_invalidation_listener(&self) -> Option<tokio::task::JoinHandle<()>> {
         let client = self.inner.redis.clone()?;
         let gateway = self.clone();
+        let approvals = approval::listen(self.clone(), client.clone());
         Some(tokio::spawn(async move {
-            invalidate::listen(
-                client,
-                gateway.inner.settings.invalidation_channel.clone(),
-                move || gateway.invalidate_all(),
-            )
-            .await;
+            let channel = gateway.inner.settings.invalidation_channel.clone();
+            let config = invalidate::listen(client, channel, move || gateway.invalidate_all());
+            futures_util::future::join(config, approvals).await;
         }))
+    }
+
+    /// The signal that wakes this replica's held calls when an approval is decided. The admin
+    /// app of the same process (`gatehouse up`) calls [`ApprovalSignal::notify`] after each
+    /// decision, which is how held calls learn of it without Redis.
+    pub fn approval_signal(&self) -> ApprovalSignal {
+        self.inner.approval_signal.clone()
     }
 
     /// Forgets every cached grant, server and policy: the next request of each grant reads

@@ -7,7 +7,7 @@
 //! returned are the upstream's (except a filtered `tools/list` result, cut from the original).
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
@@ -550,10 +550,22 @@ async fn post(
                     );
                     return Ok(answer(reply::unknown_tool(call_id, &tool)));
                 }
-                Decision::NeedsApproval { rule, .. } => {
-                    return Ok(approval_unavailable(
-                        gw, ctx, call_id, &tool, &rule, view, revision,
-                    ));
+                Decision::NeedsApproval { rule, approval } => {
+                    let held = HeldCall {
+                        call_id: call_id.to_owned(),
+                        tool,
+                        arguments: call.arguments,
+                        progress_token: message
+                            .params()
+                            .and_then(|p| p.progress_token)
+                            .map(|t| t.to_owned()),
+                        rule,
+                        approval,
+                        revision,
+                        bytes: bytes.clone(),
+                        reservation: None,
+                    };
+                    return hold(gw, ctx, view, headers, session, held).await;
                 }
                 Decision::NeedsLimits { limits, then } => {
                     let started = Instant::now();
@@ -619,11 +631,23 @@ async fn post(
                         }
                         Ok(Outcome::Admitted(reservation)) => match then {
                             Proceed::Allow { rule } => (rule, Some(reservation)),
-                            Proceed::NeedsApproval { rule, .. } => {
-                                refund(gw, reservation).await;
-                                return Ok(approval_unavailable(
-                                    gw, ctx, call_id, &tool, &rule, view, revision,
-                                ));
+                            Proceed::NeedsApproval { rule, approval } => {
+                                // Kept through the hold; refunded unless the call is forwarded.
+                                let held = HeldCall {
+                                    call_id: call_id.to_owned(),
+                                    tool,
+                                    arguments: call.arguments,
+                                    progress_token: message
+                                        .params()
+                                        .and_then(|p| p.progress_token)
+                                        .map(|t| t.to_owned()),
+                                    rule,
+                                    approval,
+                                    revision,
+                                    bytes: bytes.clone(),
+                                    reservation: Some(reservation),
+                                };
+                                return hold(gw, ctx, view, headers, session, held).await;
                             }
                         },
                     }
@@ -763,31 +787,430 @@ fn describe_limit(check: &LimitCheck) -> String {
     )
 }
 
-/// Approvals are issue 8. Until a gateway can hold a call for a human, a call that needs one is
-/// denied with a message that says so: failing closed, never forwarding it unapproved.
-fn approval_unavailable(
+/// A `tools/call` whose rule needs a human approval, with what forwarding it later takes.
+#[derive(Debug)]
+struct HeldCall<'a> {
+    call_id: OwnedId,
+    tool: String,
+    arguments: Option<&'a serde_json::Value>,
+    /// `params._meta.progressToken`: the client wants progress, so a held call keeps its SSE
+    /// stream alive with `notifications/progress`.
+    progress_token: Option<OwnedId>,
+    rule: Pointer,
+    approval: policy::Approval,
+    revision: Revision,
+    bytes: Bytes,
+    /// Rate limits consumed before the hold: refunded unless the call is forwarded.
+    reservation: Option<Reservation>,
+}
+
+/// An approved call goes through once: the approval of the same call (grant, tool, argument
+/// hash) is taken if there is one; otherwise the pending approval is opened (or found) and the
+/// request held up to the rule's `approval.wait` (capped by `approval_max_wait`) until a human
+/// decides. Any store failure refuses the call: nothing is forwarded without a decision.
+///
+/// The hold runs in its own task, which owns the request's audit event from then on: if the
+/// client goes away meanwhile, the task still records it (`approval_pending`) and refunds.
+async fn hold(
     gw: &Gateway,
     ctx: &mut Ctx,
-    id: mcp::Id<'_>,
-    tool: &str,
-    rule: &Pointer,
-    view: &GrantView,
-    revision: Revision,
-) -> Response {
-    let message = format!(
-        "`{tool}` needs a human approval, and this gateway cannot hold calls for approval yet; the call was not forwarded. Ask an operator to change the policy or run the action another way."
-    );
-    gw.inner.metrics.decision("approval_unavailable");
-    ctx.decide("approval_unavailable", Some(rule), Some(message.clone()));
-    answer(reply::denied(
-        id,
-        &message,
-        reply::Decision {
-            rule: rule.as_str(),
-            policy_version: view.policy_version,
+    view: &Arc<GrantView>,
+    headers: &HeaderMap,
+    session: Option<&Session>,
+    mut held: HeldCall<'_>,
+) -> Result<Response, GatewayError> {
+    let key = crate::approval::CallKey {
+        org: view.grant.organisation_id,
+        server: view.grant.server_id,
+        grant: view.grant.grant_id,
+        tool: held.tool.clone(),
+        hash: store::approval::arguments_hash(held.arguments),
+    };
+    match crate::approval::take(gw, &key).await {
+        Ok(Some(taken)) => {
+            let reservation = held.reservation.take();
+            return forward_approved(gw, ctx, view, headers, session, &held, reservation, &taken)
+                .await;
+        }
+        Ok(None) => {}
+        Err(e) => return Ok(approval_store_failed(gw, ctx, &mut held, &e).await),
+    }
+    let empty = serde_json::Value::Object(serde_json::Map::new());
+    let redacted = audit::redact(held.arguments.unwrap_or(&empty));
+    let opened = match crate::approval::open(
+        gw,
+        &key,
+        &redacted,
+        &ctx.stamp.request_id,
+        session.map(|s| s.upstream_session_id.as_str()),
+        Duration::from_secs(held.approval.timeout_secs),
+    )
+    .await
+    {
+        Ok(opened) => opened,
+        Err(e) => return Ok(approval_store_failed(gw, ctx, &mut held, &e).await),
+    };
+    if opened.created {
+        crate::webhook::announce(gw, key.org, &opened.approval);
+    }
+    let wait =
+        Duration::from_secs(held.approval.wait_secs).min(gw.inner.settings.approval_max_wait);
+    let sse = held.progress_token.is_some() && accepts_event_stream(headers);
+    // The task owns the audit event from here on.
+    let slot = if sse {
+        Some(gw.inner.streams.open(view)?)
+    } else {
+        None
+    };
+    let task = HoldTask {
+        gw: gw.clone(),
+        ctx: Ctx {
+            stamp: ctx.stamp.clone(),
+            record: ctx.record.take(),
+            // A limited call was written ahead in the limiter's round trip: the task completes
+            // that entry (forwarded or not), so the call keeps one event.
+            ticket: ctx.ticket.take(),
+            rpc_id: ctx.rpc_id.clone(),
+            forwarded: false,
         },
-        revision,
+        view: view.clone(),
+        headers: headers.clone(),
+        session: session.cloned(),
+        call_id: held.call_id,
+        tool: held.tool,
+        rule: held.rule,
+        revision: held.revision,
+        bytes: held.bytes,
+        reservation: held.reservation,
+        key,
+        approval: opened.approval,
+        wait,
+    };
+    let Some(slot) = slot else {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(
+            async move {
+                let mut tx = tx;
+                let response = task.run(|_| {}, tx.closed()).await;
+                let _ = tx.send(response);
+            }
+            .in_current_span(),
+        );
+        return rx.await.map_err(|_| {
+            GatewayError::ConfigUnavailable(anyhow::anyhow!(
+                "the task holding the call ended without an answer"
+            ))
+        });
+    };
+    let token = held
+        .progress_token
+        .expect("an SSE hold has a progress token");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    tokio::spawn(
+        async move {
+            let mut sent = 0u64;
+            let started = Instant::now();
+            let progress = |a: &store::approval::Approval| {
+                sent += 1;
+                let message = format!(
+                    "waiting for a human to decide approval {} ({} s so far)",
+                    a.approval_id,
+                    started.elapsed().as_secs()
+                );
+                let event = reply::progress(token.as_id(), sent, None, Some(&message));
+                // A full channel means the client is slow: skipping a keep-alive is harmless.
+                let _ = tx.try_send(Bytes::from(event.sse_event()));
+            };
+            let first = format!(
+                "waiting for a human to decide approval {}",
+                task.approval.approval_id
+            );
+            let _ = tx.try_send(Bytes::from(
+                reply::progress(token.as_id(), 0, None, Some(&first)).sse_event(),
+            ));
+            let response = task.run(progress, tx.closed()).await;
+            pipe_as_events(response, &tx).await;
+        }
+        .in_current_span(),
+    );
+    let body = futures_util::stream::unfold((rx, slot), |(mut rx, slot)| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), (rx, slot)))
+    });
+    let mut response = Response::new(HttpBody::from_stream(body));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+fn accepts_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+/// A held call, moved into its own task.
+#[derive(Debug)]
+struct HoldTask {
+    gw: Gateway,
+    ctx: Ctx,
+    view: Arc<GrantView>,
+    headers: HeaderMap,
+    session: Option<Session>,
+    call_id: OwnedId,
+    tool: String,
+    rule: Pointer,
+    revision: Revision,
+    bytes: Bytes,
+    reservation: Option<Reservation>,
+    key: crate::approval::CallKey,
+    approval: store::approval::Approval,
+    wait: Duration,
+}
+
+impl HoldTask {
+    /// Waits for the decision, answers accordingly, and records the audit event (also when the
+    /// client went away, which `gone` says).
+    async fn run(
+        mut self,
+        tick: impl FnMut(&store::approval::Approval),
+        gone: impl std::future::Future<Output = ()>,
+    ) -> Response {
+        use crate::approval::Verdict;
+        let gw = self.gw.clone();
+        let mut reservation = self.reservation.take();
+        let verdict =
+            crate::approval::wait(&gw, &self.key, self.approval.clone(), self.wait, tick, gone)
+                .await;
+        let gone = matches!(verdict, Verdict::Gone(_));
+        let decision = reply::Decision {
+            rule: self.rule.as_str(),
+            policy_version: self.view.policy_version,
+        };
+        let id = self.call_id.as_id();
+        let tool = &self.tool;
+        let response = match verdict {
+            Verdict::Approved(taken) => {
+                let held = HeldCall {
+                    call_id: self.call_id.clone(),
+                    tool: self.tool.clone(),
+                    arguments: None,
+                    progress_token: None,
+                    rule: self.rule.clone(),
+                    approval: policy::Approval::default(),
+                    revision: self.revision,
+                    bytes: self.bytes.clone(),
+                    reservation: None,
+                };
+                let forwarded = forward_approved(
+                    &gw,
+                    &mut self.ctx,
+                    &self.view,
+                    &self.headers,
+                    self.session.as_ref(),
+                    &held,
+                    reservation.take(),
+                    &taken,
+                )
+                .await;
+                match forwarded {
+                    Ok(response) => response,
+                    Err(e) => {
+                        gw.inner.metrics.decision(e.kind());
+                        if let Some(r) = &mut self.ctx.record {
+                            r.decision = "rejected";
+                            r.message = Some(e.to_string());
+                        }
+                        e.into_response()
+                    }
+                }
+            }
+            Verdict::Denied(a) => {
+                let who = decided_by(&a);
+                let comment = a.comment.as_deref().unwrap_or("no reason given");
+                let message = format!(
+                    "approval {} for `{tool}` was denied by {who}: {comment}",
+                    a.approval_id
+                );
+                refund_held(&gw, reservation.take()).await;
+                gw.inner.metrics.decision("deny");
+                self.ctx
+                    .decide("deny", Some(&self.rule), Some(message.clone()));
+                answer(reply::denied(id, &message, decision, self.revision))
+            }
+            Verdict::Expired(a) => {
+                let message = format!(
+                    "approval {} for `{tool}` expired before anyone decided; the call was not forwarded. Call again to ask for a new approval.",
+                    a.approval_id
+                );
+                refund_held(&gw, reservation.take()).await;
+                gw.inner.metrics.decision("approval_expired");
+                self.ctx
+                    .decide("approval_expired", Some(&self.rule), Some(message.clone()));
+                answer(reply::denied(id, &message, decision, self.revision))
+            }
+            Verdict::Pending(a) | Verdict::Gone(a) => {
+                let approval_id = a.approval_id.to_string();
+                let expires = a
+                    .expires_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                let message = format!(
+                    "is waiting for a human to approve `{tool}`; no one decided within {} s, and the call was not forwarded. Call again with the same arguments once it is approved (it runs once per approval); it expires at {expires} if no one decides.",
+                    self.wait.as_secs()
+                );
+                refund_held(&gw, reservation.take()).await;
+                gw.inner.metrics.decision("approval_pending");
+                let audit_message = if gone {
+                    format!(
+                        "approval {approval_id} pending; the client went away while the call was held"
+                    )
+                } else {
+                    format!("approval {approval_id} pending; no decision within the wait")
+                };
+                self.ctx
+                    .decide("approval_pending", Some(&self.rule), Some(audit_message));
+                answer(reply::approval_pending(
+                    id,
+                    &approval_id,
+                    &message,
+                    decision,
+                    self.revision,
+                ))
+            }
+            Verdict::Unavailable(e) => {
+                tracing::error!(error = %e, "approval store unavailable; the held call is refused");
+                refund_held(&gw, reservation.take()).await;
+                gw.inner.metrics.decision("approval_unavailable");
+                self.ctx.decide(
+                    "approval_unavailable",
+                    Some(&self.rule),
+                    Some(e.to_string()),
+                );
+                answer(reply::unavailable(Some(id), "approval store"))
+            }
+        };
+        finish_audit(&gw, &mut self.ctx, response).await
+    }
+}
+
+async fn refund_held(gw: &Gateway, reservation: Option<Reservation>) {
+    if let Some(reservation) = reservation {
+        refund(gw, reservation).await;
+    }
+}
+
+/// Who decided, as the agent and the audit log are told: the person's email, else how.
+fn decided_by(a: &store::approval::Approval) -> String {
+    match (&a.decided_by_email, a.decided_via.as_deref()) {
+        (Some(email), _) => email.clone(),
+        (None, Some("cli")) => "an operator (CLI)".into(),
+        (None, Some("api")) => "an API key".into(),
+        _ => "an approver".into(),
+    }
+}
+
+/// Forwards a call whose approval this request took (consumed): exactly once.
+#[allow(clippy::too_many_arguments)] // the held call's parts, as forward takes them
+async fn forward_approved(
+    gw: &Gateway,
+    ctx: &mut Ctx,
+    view: &Arc<GrantView>,
+    headers: &HeaderMap,
+    session: Option<&Session>,
+    held: &HeldCall<'_>,
+    reservation: Option<Reservation>,
+    taken: &store::approval::Approval,
+) -> Result<Response, GatewayError> {
+    gw.inner.metrics.decision("approved");
+    let comment = taken
+        .comment
+        .as_deref()
+        .map(|c| format!(": {c}"))
+        .unwrap_or_default();
+    ctx.decide(
+        "approved",
+        Some(&held.rule),
+        Some(format!(
+            "approval {} approved by {}{comment}",
+            taken.approval_id,
+            decided_by(taken)
+        )),
+    );
+    forward(
+        gw,
+        ctx,
+        view,
+        Method::POST,
+        headers,
+        Some(held.bytes.clone()),
+        session,
+        Expect::Call {
+            id: held.call_id.clone(),
+            reservation,
+        },
+        None,
+    )
+    .await
+}
+
+/// The approval store could not be read or written: the call is refused, its limits refunded.
+async fn approval_store_failed(
+    gw: &Gateway,
+    ctx: &mut Ctx,
+    held: &mut HeldCall<'_>,
+    e: &store::Error,
+) -> Response {
+    tracing::error!(error = %e, "approval store unavailable; the call is refused");
+    if let Some(reservation) = held.reservation.take() {
+        refund(gw, reservation).await;
+    }
+    gw.inner.metrics.decision("approval_unavailable");
+    ctx.decide(
+        "approval_unavailable",
+        Some(&held.rule),
+        Some(e.to_string()),
+    );
+    answer(reply::unavailable(
+        Some(held.call_id.as_id()),
+        "approval store",
     ))
+}
+
+/// Sends a held call's final answer on its SSE stream: an SSE answer (a forwarded call's
+/// stream) passes as it is, a JSON one becomes one `message` event.
+async fn pipe_as_events(response: Response, tx: &tokio::sync::mpsc::Sender<Bytes>) {
+    let is_stream = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/event-stream"));
+    let mut body = response.into_body().into_data_stream();
+    if is_stream {
+        while let Some(Ok(chunk)) = body.next().await {
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+        return;
+    }
+    let mut buf = BytesMut::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        buf.extend_from_slice(&chunk);
+    }
+    let event = match std::str::from_utf8(&buf) {
+        Ok(text) if !text.trim().is_empty() => mcp::sse::message_event(text),
+        _ => reply::upstream_failed(None, UpstreamFailure::BadResponse).sse_event(),
+    };
+    let _ = tx.send(Bytes::from(event)).await;
 }
 
 async fn refund(gw: &Gateway, reservation: Reservation) {

@@ -53,6 +53,18 @@ pub struct Settings {
     /// Whether upstreams on loopback and private networks may be reached. Link-local and cloud
     /// metadata addresses are refused whatever this says (DESIGN.md §9).
     pub allow_private_upstreams: bool,
+    /// The Redis pub/sub channel approval decisions are announced on.
+    pub approval_channel: String,
+    /// How often a held call re-reads its approval whatever the signals say (the safety net).
+    pub approval_poll: Duration,
+    /// How often a held call answered on SSE gets a `notifications/progress` keep-alive.
+    pub approval_keepalive: Duration,
+    /// The longest a call is held, whatever its rule's `approval.wait` says.
+    pub approval_max_wait: Duration,
+    /// How many times a new approval is offered to the organisation's webhook.
+    pub webhook_attempts: u32,
+    /// The pause before the webhook's second attempt; each later one waits twice as long.
+    pub webhook_backoff: Duration,
 }
 
 /// The channel `gatehouse` commands publish configuration changes on.
@@ -63,7 +75,8 @@ impl Settings {
     /// 5 s connect and 30 s response timeouts, upstreams on loopback and private networks allowed;
     /// 1,000 streams (100 per organisation) idle at most 5 min and open at most 1 h; 256 MiB of
     /// buffered bodies; 10 s to send a body; unknown tokens remembered 10 s; 60 failed tokens per
-    /// client address and minute.
+    /// client address and minute; held calls re-read their approval every second, get a
+    /// keep-alive every 5 s on SSE and are held at most 1 min; webhooks tried 5 times from 1 s apart.
     pub fn local() -> Settings {
         Settings {
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
@@ -84,6 +97,12 @@ impl Settings {
             auth_failures_per_minute: 60,
             invalidation_channel: DEFAULT_INVALIDATION_CHANNEL.into(),
             allow_private_upstreams: true,
+            approval_channel: crate::approval::DEFAULT_APPROVAL_CHANNEL.into(),
+            approval_poll: Duration::from_secs(1),
+            approval_keepalive: Duration::from_secs(5),
+            approval_max_wait: Duration::from_secs(60),
+            webhook_attempts: 5,
+            webhook_backoff: Duration::from_secs(1),
         }
     }
 

@@ -135,7 +135,7 @@ async fn deny_hide_and_approval_answers(pool: PgPool) {
     let sim = sim(SimConfig::default()).await;
     let policy = r#"{"version":"1","default":"allow","hide":["delete_task"],
         "tools":{"download_firmware":{"action":"deny","reason":"Firmware rollouts go through change control."},
-                 "reboot_device":{"approval":{"timeout":"10m"}},
+                 "reboot_device":{"approval":{"timeout":"10m","wait":"1s"}},
                  "set_parameter":{"deny_if":[{"path":"args.parameter_values","op":"contains","value":"Password"}]}}}"#;
     let seed = seed(&store, &sim.url, policy).await;
     let gw = gateway(&store, Settings::local(), Limits::InProcess).await;
@@ -172,7 +172,7 @@ async fn deny_hide_and_approval_answers(pool: PgPool) {
         .await
         .json();
     assert!(
-        text_of(&approval).contains("needs a human approval"),
+        text_of(&approval).starts_with("[APPROVAL PENDING] approval "),
         "{approval}"
     );
     assert_eq!(approval["result"]["isError"], true);

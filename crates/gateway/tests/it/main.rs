@@ -1,6 +1,7 @@
 //! Integration tests of the gateway: real Postgres (a fresh database per test), real Redis, real
 //! upstreams (genieacs-sim, a recording upstream, broken ones) and, in `peers`, the TypeScript SDK.
 
+mod approvals;
 mod audit_path;
 mod auth;
 mod concurrency;

@@ -156,6 +156,8 @@ pub(crate) async fn publish(store: &Store, seed: &Seed, policy: &str) {
 /// Postgres's `audit_outbox` in the test's database.
 pub(crate) struct Gw {
     pub(crate) base: String,
+    /// Wakes the calls this gateway holds for approval, as the admin app in one process does.
+    pub(crate) signal: gateway::ApprovalSignal,
     store: Store,
     streams: Option<audit::StreamConfig>,
     task: tokio::task::JoinHandle<()>,
@@ -339,6 +341,7 @@ pub(crate) async fn gateway_with(
     });
     Gw {
         base: format!("http://{addr}"),
+        signal: gateway.approval_signal(),
         store: store.clone(),
         streams,
         task,
