@@ -9,56 +9,23 @@ use store::approval::{ApprovalStatus, NewApproval};
 use store::secret::{Keyring, SealingKey};
 use store::{ApprovalId, GrantId, OrgId, ServerId, Store};
 
-use crate::store_cli::{FreshDatabase, KEY, gatehouse, json, ok_json};
+use crate::store_cli::{FreshDatabase, KEY, gatehouse, json, ok_json, provision};
 
 fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// An organisation with one server, its policy (`policy` is the document's path) and one grant,
-/// made with the CLI.
+/// An organisation with one server, its policy and one grant, made with the CLI.
 fn org_server_grant(
     run: &dyn Fn(&[&str]) -> std::process::Output,
     name: &str,
     policy: &str,
 ) -> (OrgId, ServerId, GrantId) {
-    let org = ok_json(&run(&["org", "create", name, "--json"]))["organisation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let server = ok_json(&run(&[
-        "server",
-        "add",
-        "--org",
-        &org,
-        "--name",
-        "genieacs",
-        "--url",
-        "http://10.0.0.5:7557/mcp",
-        "--json",
-    ]))["server_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    ok_json(&run(&[
-        "policy", "publish", "--server", &server, policy, "--json",
-    ]));
-    let grant = ok_json(&run(&[
-        "grant",
-        "mint",
-        "--server",
-        &server,
-        "--label",
-        "noc-agent",
-        "--json",
-    ]))["grant_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let made = provision(run, name, "http://10.0.0.5:7557/mcp", policy);
     (
-        org.parse().unwrap(),
-        server.parse().unwrap(),
-        grant.parse().unwrap(),
+        made.org.parse().unwrap(),
+        made.server_id.parse().unwrap(),
+        made.grant_id.parse().unwrap(),
     )
 }
 
@@ -118,18 +85,7 @@ async fn approvals_are_listed_and_decided_from_the_command_line() {
     ];
     let run = |args: &[&str]| gatehouse(&url, args, &env);
 
-    let dir = std::env::temp_dir().join(format!(
-        "gatehouse-approval-cli-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let policy = dir.join("policy.json");
-    std::fs::write(
-        &policy,
-        r#"{"version": "1", "default": "deny", "tools": {"reboot_device": {"approval": {"timeout": "10m"}}}}"#,
-    )
-    .unwrap();
-    let policy = policy.to_str().unwrap();
+    let policy = r#"{"version": "1", "default": "deny", "tools": {"reboot_device": {"approval": {"timeout": "10m"}}}}"#;
 
     ok_json(&run(&["migrate", "--json"]));
     let acme = org_server_grant(&run, "Acme ISP", policy);
@@ -355,7 +311,6 @@ async fn approvals_are_listed_and_decided_from_the_command_line() {
     );
     assert_eq!(ok_json(&quiet)["status"], "approved");
 
-    std::fs::remove_dir_all(&dir).unwrap();
     db.drop().await;
 }
 

@@ -14,7 +14,7 @@ use store::secret::{Keyring, SealingKey};
 use store::{OrgId, Store};
 
 use crate::gateway_cli::{free_port, mcp, spawn, wait_for};
-use crate::store_cli::{FreshDatabase, KEY, gatehouse, ok_json};
+use crate::store_cli::{FreshDatabase, KEY, gatehouse, ok_json, provision};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 const CALLS: usize = 12;
@@ -44,53 +44,14 @@ async fn a_replica_killed_after_forwarding_loses_no_event() {
     tokio::spawn(genieacs_sim::serve(listener, sim.clone()));
 
     ok_json(&run(&["migrate", "--json"]));
-    let org = ok_json(&run(&["org", "create", "Acme ISP", "--json"]))["organisation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let server = ok_json(&run(&[
-        "server",
-        "add",
-        "--org",
-        &org,
-        "--name",
-        "genieacs",
-        "--url",
-        &upstream_url,
-        "--json",
-    ]));
-    let server_id = server["server_id"].as_str().unwrap().to_owned();
-    let proxy_url = server["proxy_url"].as_str().unwrap().to_owned();
-    let dir =
-        std::env::temp_dir().join(format!("gatehouse-drill-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let policy = dir.join("policy.json");
     // Argument values are recorded, so each event can be matched with the call the upstream saw.
-    std::fs::write(
-        &policy,
+    let made = provision(
+        &run,
+        "Acme ISP",
+        &upstream_url,
         r#"{"version":"1","default":"allow","record_arguments":true}"#,
-    )
-    .unwrap();
-    ok_json(&run(&[
-        "policy",
-        "publish",
-        "--server",
-        &server_id,
-        policy.to_str().unwrap(),
-        "--json",
-    ]));
-    let token = ok_json(&run(&[
-        "grant",
-        "mint",
-        "--server",
-        &server_id,
-        "--label",
-        "noc-agent",
-        "--json",
-    ]))["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    );
+    let (proxy_url, token) = (made.proxy_url.clone(), made.token.clone());
 
     let listen = format!("127.0.0.1:{gateway_port}");
     let gateway_env = [
@@ -168,7 +129,7 @@ async fn a_replica_killed_after_forwarding_loses_no_event() {
     let store = Store::connect(&url, Keyring::new(SealingKey::generate(1)))
         .await
         .unwrap();
-    let org: OrgId = org.parse().unwrap();
+    let org: OrgId = made.org.parse().unwrap();
     let started = Instant::now();
     let events = loop {
         let events = tool_calls(&store, org).await;
@@ -229,7 +190,6 @@ async fn a_replica_killed_after_forwarding_loses_no_event() {
         .await
         .unwrap();
     assert!(chain.problem.is_none(), "{chain:?}");
-    let _ = std::fs::remove_dir_all(&dir);
     db.drop().await;
 }
 

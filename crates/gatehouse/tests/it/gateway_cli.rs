@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::store_cli::{FreshDatabase, KEY, gatehouse, ok_json};
+use crate::store_cli::{FreshDatabase, KEY, gatehouse, ok_json, provision};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -112,51 +112,17 @@ async fn gateway_serves_proxy_urls_and_sees_cli_changes_within_a_second() {
     ];
     let run = |args: &[&str]| gatehouse(&url, args, &env);
     ok_json(&run(&["migrate", "--json"]));
-    let org = ok_json(&run(&["org", "create", "Acme ISP", "--json"]))["organisation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let upstream_url = format!("http://127.0.0.1:{upstream_port}/mcp");
-    let server = ok_json(&run(&[
-        "server",
-        "add",
-        "--org",
-        &org,
-        "--name",
-        "genieacs",
-        "--url",
+    let made = provision(
+        &run,
+        "Acme ISP",
         &upstream_url,
-        "--json",
-    ]));
-    let server_id = server["server_id"].as_str().unwrap().to_owned();
-    let proxy_url = server["proxy_url"].as_str().unwrap().to_owned();
+        r#"{"version":"1","default":"deny","tools":{"retry_task":{"limits":[{"counter":"retry_task_rate","window":"minute","max":30,"scope":"grant"}]}}}"#,
+    );
+    let (server_id, proxy_url, token, grant_id) =
+        (made.server_id, made.proxy_url, made.token, made.grant_id);
     let dir = std::env::temp_dir().join(format!("gatehouse-gw-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let seed = dir.join("seed.json");
-    std::fs::write(
-        &seed,
-        r#"{"version":"1","default":"deny","tools":{"retry_task":{"limits":[{"counter":"retry_task_rate","window":"minute","max":30,"scope":"grant"}]}}}"#,
-    )
-    .unwrap();
-    ok_json(&run(&[
-        "policy",
-        "publish",
-        "--server",
-        &server_id,
-        seed.to_str().unwrap(),
-        "--json",
-    ]));
-    let grant = ok_json(&run(&[
-        "grant",
-        "mint",
-        "--server",
-        &server_id,
-        "--label",
-        "noc-agent",
-        "--json",
-    ]));
-    let token = grant["token"].as_str().unwrap().to_owned();
-    let grant_id = grant["grant_id"].as_str().unwrap().to_owned();
 
     let listen_upstream = format!("127.0.0.1:{upstream_port}");
     let _upstream = spawn(&["demo-upstream", "--listen", &listen_upstream], &[]);

@@ -326,3 +326,70 @@ async fn admin_names_every_bad_variable_and_serves_the_web_app() {
         "{answer}"
     );
 }
+
+/// What [`provision`] made through the CLI.
+pub(crate) struct Provisioned {
+    pub(crate) org: String,
+    pub(crate) server_id: String,
+    pub(crate) proxy_url: String,
+    pub(crate) grant_id: String,
+    pub(crate) token: String,
+}
+
+/// What an operator does before an agent can call: `org create`, `server add` for
+/// `upstream_url`, `policy publish` of the document `policy`, and `grant mint` (label
+/// `noc-agent`), each with `--json` and each required to succeed.
+pub(crate) fn provision(
+    run: &dyn Fn(&[&str]) -> Output,
+    org_name: &str,
+    upstream_url: &str,
+    policy: &str,
+) -> Provisioned {
+    let text = |v: &Value, key: &str| v[key].as_str().unwrap().to_owned();
+    let org = text(
+        &ok_json(&run(&["org", "create", org_name, "--json"])),
+        "organisation_id",
+    );
+    let server = ok_json(&run(&[
+        "server",
+        "add",
+        "--org",
+        &org,
+        "--name",
+        "genieacs",
+        "--url",
+        upstream_url,
+        "--json",
+    ]));
+    let server_id = text(&server, "server_id");
+    let file = std::env::temp_dir().join(format!(
+        "gatehouse-policy-{}.json",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::write(&file, policy).unwrap();
+    ok_json(&run(&[
+        "policy",
+        "publish",
+        "--server",
+        &server_id,
+        file.to_str().unwrap(),
+        "--json",
+    ]));
+    let _ = std::fs::remove_file(&file);
+    let grant = ok_json(&run(&[
+        "grant",
+        "mint",
+        "--server",
+        &server_id,
+        "--label",
+        "noc-agent",
+        "--json",
+    ]));
+    Provisioned {
+        org,
+        proxy_url: text(&server, "proxy_url"),
+        server_id,
+        grant_id: text(&grant, "grant_id"),
+        token: text(&grant, "token"),
+    }
+}
