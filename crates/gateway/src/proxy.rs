@@ -529,6 +529,20 @@ async fn post(
             }
             let call_id = call.id;
             let tool = call.name.to_owned();
+            let held_call = |tool, rule, approval, reservation| HeldCall {
+                call_id: call_id.to_owned(),
+                tool,
+                arguments: call.arguments,
+                progress_token: message
+                    .params()
+                    .and_then(|p| p.progress_token)
+                    .map(|t| t.to_owned()),
+                rule,
+                approval,
+                revision,
+                bytes: bytes.clone(),
+                reservation,
+            };
             let (rule, reservation) = match decision {
                 Decision::Allow { rule } => (rule, None),
                 Decision::Deny(denial) => {
@@ -551,20 +565,7 @@ async fn post(
                     return Ok(answer(reply::unknown_tool(call_id, &tool)));
                 }
                 Decision::NeedsApproval { rule, approval } => {
-                    let held = HeldCall {
-                        call_id: call_id.to_owned(),
-                        tool,
-                        arguments: call.arguments,
-                        progress_token: message
-                            .params()
-                            .and_then(|p| p.progress_token)
-                            .map(|t| t.to_owned()),
-                        rule,
-                        approval,
-                        revision,
-                        bytes: bytes.clone(),
-                        reservation: None,
-                    };
+                    let held = held_call(tool, rule, approval, None);
                     return hold(gw, ctx, view, headers, session, held).await;
                 }
                 Decision::NeedsLimits { limits, then } => {
@@ -633,20 +634,7 @@ async fn post(
                             Proceed::Allow { rule } => (rule, Some(reservation)),
                             Proceed::NeedsApproval { rule, approval } => {
                                 // Kept through the hold; refunded unless the call is forwarded.
-                                let held = HeldCall {
-                                    call_id: call_id.to_owned(),
-                                    tool,
-                                    arguments: call.arguments,
-                                    progress_token: message
-                                        .params()
-                                        .and_then(|p| p.progress_token)
-                                        .map(|t| t.to_owned()),
-                                    rule,
-                                    approval,
-                                    revision,
-                                    bytes: bytes.clone(),
-                                    reservation: Some(reservation),
-                                };
+                                let held = held_call(tool, rule, approval, Some(reservation));
                                 return hold(gw, ctx, view, headers, session, held).await;
                             }
                         },
