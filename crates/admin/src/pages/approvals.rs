@@ -37,6 +37,7 @@ pub(crate) struct ApprovalRow {
     status: &'static str,
     expires: String,
     decided: String,
+    decider: String,
 }
 
 #[derive(Template)]
@@ -191,17 +192,8 @@ pub(crate) async fn list(
             } else {
                 when(a.expires_at)
             },
-            decided: a
-                .decided_at
-                .map(|t| {
-                    let by = decider(a);
-                    if by.is_empty() {
-                        when(t)
-                    } else {
-                        format!("{} by {by}", when(t))
-                    }
-                })
-                .unwrap_or_default(),
+            decided: a.decided_at.map(when).unwrap_or_default(),
+            decider: decider(a),
         })
         .collect();
     Ok(render(&ApprovalsPage {
@@ -246,7 +238,11 @@ async fn detail<R>(
         request_id: a.request_id.clone(),
         arguments: serde_json::to_string_pretty(&a.arguments).unwrap_or_default(),
         requested: when(a.created_at),
-        expires: format!("{} ({})", when(a.expires_at), relative(a.expires_at, now)),
+        expires: if matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved) {
+            format!("{} ({})", when(a.expires_at), relative(a.expires_at, now))
+        } else {
+            when(a.expires_at)
+        },
         decided_at: a.decided_at.map(when).unwrap_or_default(),
         decider: decider(&a),
         comment: a.comment.clone().unwrap_or_default(),
