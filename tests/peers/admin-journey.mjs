@@ -323,6 +323,19 @@ try {
   await page.locator("#approvals .badge", { hasText: "approved" }).waitFor();
   check(await page.locator("#approvals").getByText("by noc-lead@acme-isp.example").isVisible(), "the decider is named");
   await shot("11f-approvals-decided");
+  // The webhook for new approvals: its secret is shown once.
+  await page.getByRole("link", { name: "Webhook for new approvals" }).click();
+  await page.getByText("No webhook is set").waitFor();
+  await page.getByLabel("Webhook URL").fill("https://chat.acme-isp.example/hooks/gatehouse");
+  await page.getByRole("button", { name: "Set webhook" }).click();
+  await page.getByText("Copy the secret now.").waitFor();
+  const webhookSecret = await page.locator("#webhook-secret").inputValue();
+  check(/^whsec_[A-Za-z0-9_-]{43}$/.test(webhookSecret), `a webhook secret is shown: ${webhookSecret}`);
+  await shot("11g-webhook-secret");
+  await page.getByRole("link", { name: "Done" }).click();
+  await page.locator("#current").getByText("https://chat.acme-isp.example/hooks/gatehouse").waitFor();
+  check(!(await page.content()).includes(webhookSecret), "the secret is not shown again");
+  await shot("11h-webhook");
 
   await page.getByRole("link", { name: "noc-lead@acme-isp.example" }).click();
   await page.getByRole("button", { name: "Change password" }).waitFor();

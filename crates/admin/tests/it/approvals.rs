@@ -685,3 +685,58 @@ async fn the_api_sets_the_webhook_with_its_secret_once(pool: PgPool) {
     );
     assert_eq!(manager.get("/approval-webhook").await.status, 403);
 }
+
+/// HMAC-SHA256 (RFC 2104) written out from the definition, as a receiver following the webhook
+/// page would compute it.
+fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    outer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn the_webhook_page_explains_the_signature_the_gateway_sends(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let (mut admin, _, _, _) = acme(&app).await;
+    let set = admin
+        .post(
+            "/settings/webhook",
+            &[("url", "https://hooks.example.com/x")],
+        )
+        .await;
+    let start = set.body.find("whsec_").unwrap();
+    let secret = &set.body[start..start + 49];
+    let page = admin.get("/settings/webhook").await.body;
+    // The header, named as the gateway sends it (header names are case-insensitive).
+    let header = gateway::webhook::SIGNATURE_HEADER;
+    assert!(
+        page.to_lowercase().contains(&format!(
+            "{header}: t=&lt;unix seconds&gt;,v1=&lt;signature&gt;"
+        )),
+        "{page}"
+    );
+    // What the page says to compute is what the gateway signs: HMAC-SHA256 keyed with the whole
+    // secret over `<t>.<body>`, in lowercase hex.
+    let body = br#"{"type":"approval.created","approval":{"tool_name":"reboot_device"}}"#;
+    let t = 1_796_287_068_u64;
+    let mut message = format!("{t}.").into_bytes();
+    message.extend_from_slice(body);
+    assert_eq!(
+        gateway::webhook::signature(secret.as_bytes(), t, body),
+        format!("t={t},v1={}", hmac_sha256_hex(secret.as_bytes(), &message))
+    );
+}

@@ -154,6 +154,8 @@ async fn sign_up_register_mint_and_call_through_the_gateway_in_chromium(pool: Pg
         "11d-approval",
         "11e-approval-approved",
         "11f-approvals-decided",
+        "11g-webhook-secret",
+        "11h-webhook",
         "12-account",
         "13-login",
     ] {
