@@ -4,7 +4,7 @@
 // see the diff; then, as an agent, call through the gateway at the copied proxy URL with the
 // TypeScript SDK client (an allowed call, a denied one, a rate-limited one); then find exactly those
 // calls in the audit log: chart, live tail, filters, an event's detail and its rule in the policy,
-// export, verify.
+// export, verify; then the organisation's pages, and an approval from the badge to the decided tab.
 // Usage: node admin-journey.mjs ADMIN_URL UPSTREAM_MCP_URL SCREENSHOT_DIR
 // Prints "token <grant token>" and "journey ok"; exits non-zero with the reason on any failure.
 import { chromium } from "playwright-core";
@@ -292,6 +292,51 @@ try {
   await page.getByRole("link", { name: "Done" }).click();
   await page.locator("main").getByText("ci-deploy").waitFor();
   await shot("11b-api-keys");
+  // 8. A call held for a human (the test opens one for the grant, as the gateway does): the badge
+  // counts it, the queue lists it, a comment approves it, and it moves to the decided tab.
+  await page.goto(`${adminUrl}/servers`);
+  const badge = page.locator(".mainnav .nav-count");
+  for (let i = 0; i < 50 && !(await badge.isVisible()); i++) {
+    await page.waitForTimeout(200);
+    await page.reload();
+  }
+  check((await badge.textContent()).trim() === "1", "the badge counts one pending approval");
+  check((await badge.getAttribute("aria-label")) === "1 pending", "the badge says what it counts");
+  await page.locator(".mainnav").getByRole("link", { name: /^Approvals/ }).click();
+  await page.locator("#approvals code.tool-name", { hasText: "reboot_device" }).waitFor();
+  check(await page.locator("#approvals").getByText("noc-agent", { exact: true }).isVisible(), "the queue names the identity");
+  await shot("11c-approvals");
+  await page.locator("#approvals").getByRole("link", { name: /^Review/ }).click();
+  await page.locator("#arguments").getByText(device).waitFor();
+  check(await page.locator("#arguments").getByText("[REDACTED]").isVisible(), "redacted values stay redacted");
+  await page.getByLabel("Comment").fill("Maintenance window, ticket NOC-4711");
+  await shot("11d-approval");
+  await page.getByRole("button", { name: "Approve", exact: true }).click();
+  await page.waitForURL(/done=approved$/);
+  await page.getByText("Approved. The held call goes through").waitFor();
+  check(await page.getByText("Maintenance window, ticket NOC-4711").isVisible(), "the comment is kept");
+  check(!(await badge.isVisible()), "no badge once nothing waits");
+  await shot("11e-approval-approved");
+  await page.goto(`${adminUrl}/approvals`);
+  await page.getByText("No approvals waiting").waitFor();
+  await page.locator("nav.tabs").getByRole("link", { name: "Decided" }).click();
+  await page.locator("#approvals .badge", { hasText: "approved" }).waitFor();
+  check(await page.locator("#approvals").getByText("by noc-lead@acme-isp.example").isVisible(), "the decider is named");
+  await shot("11f-approvals-decided");
+  // The webhook for new approvals: its secret is shown once.
+  await page.getByRole("link", { name: "Webhook for new approvals" }).click();
+  await page.getByText("No webhook is set").waitFor();
+  await page.getByLabel("Webhook URL").fill("https://chat.acme-isp.example/hooks/gatehouse");
+  await page.getByRole("button", { name: "Set webhook" }).click();
+  await page.getByText("Copy the secret now.").waitFor();
+  const webhookSecret = await page.locator("#webhook-secret").inputValue();
+  check(/^whsec_[A-Za-z0-9_-]{43}$/.test(webhookSecret), `a webhook secret is shown: ${webhookSecret}`);
+  await shot("11g-webhook-secret");
+  await page.getByRole("link", { name: "Done" }).click();
+  await page.locator("#current").getByText("https://chat.acme-isp.example/hooks/gatehouse").waitFor();
+  check(!(await page.content()).includes(webhookSecret), "the secret is not shown again");
+  await shot("11h-webhook");
+
   await page.getByRole("link", { name: "noc-lead@acme-isp.example" }).click();
   await page.getByRole("button", { name: "Change password" }).waitFor();
   await shot("12-account");

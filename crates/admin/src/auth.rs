@@ -219,6 +219,8 @@ pub(crate) struct Member<R> {
     pub(crate) org_name: String,
     pub(crate) role: Role,
     pub(crate) csrf: String,
+    /// Approvals of the organisation waiting for a decision (the badge in the navigation).
+    pub(crate) pending_approvals: i64,
     _bound: PhantomData<R>,
 }
 
@@ -234,16 +236,20 @@ impl<R> Member<R> {
     }
 }
 
-impl<R: MinRole, S: Send + Sync> FromRequestParts<S> for Member<R> {
+impl<R: MinRole> FromRequestParts<AppState> for Member<R> {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let visitor = Visitor::from_request_parts(parts, state).await?;
         let session = visitor.session.ok_or(Error::SignInRequired)?;
         let org = session.organisation.as_ref().ok_or(Error::NoOrganisation)?;
         if org.role < R::ROLE {
             return Err(Error::Forbidden { needed: R::ROLE });
         }
+        // One indexed count (the partial index of pending approvals) for the navigation's badge.
+        let mut tx = state.store.begin(org.organisation_id).await?;
+        let pending_approvals = store::approval::pending_approval_count(&mut tx).await?;
+        tx.commit().await?;
         Ok(Member {
             user: session.user_id,
             email: session.email.clone(),
@@ -251,6 +257,7 @@ impl<R: MinRole, S: Send + Sync> FromRequestParts<S> for Member<R> {
             org_name: org.name.clone(),
             role: org.role,
             csrf: visitor.csrf,
+            pending_approvals,
             _bound: PhantomData,
         })
     }

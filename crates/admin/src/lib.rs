@@ -11,6 +11,7 @@
 mod api;
 mod auth;
 mod error;
+mod notify;
 mod pages;
 pub mod upstream;
 mod views;
@@ -29,7 +30,7 @@ pub use error::Error;
 pub use upstream::AddressPolicy;
 
 /// How the app is deployed.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminConfig {
     /// The gateway's public base URL (no trailing slash): proxy URLs are `{public_url}/mcp/{id}`.
     pub public_url: String,
@@ -38,12 +39,39 @@ pub struct AdminConfig {
     /// Which upstream addresses may be registered and contacted.
     pub upstreams: AddressPolicy,
     /// Where changes the gateways cache (re-pinned tools) are announced, on
-    /// [`INVALIDATION_CHANNEL`]; without it gateways notice within their cache TTL.
+    /// [`INVALIDATION_CHANNEL`], and approval decisions, on `approval_channel`; without it
+    /// gateways notice within their cache TTL, held calls at their next re-read (about a second).
     pub redis: Option<redis::Client>,
+    /// The Redis channel approval decisions are announced on (with [`AdminConfig::redis`]), so
+    /// the gateway replica holding the call proceeds at once; the gateways' `approval_channel`.
+    pub approval_channel: String,
+    /// Called after every committed approval decision, in process: `gatehouse up` wakes its
+    /// gateway's held calls with it (`Gateway::approval_signal().notify()`), Redis or not.
+    pub on_approval_decided: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("public_url", &self.public_url)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("upstreams", &self.upstreams)
+            .field("redis", &self.redis)
+            .field("approval_channel", &self.approval_channel)
+            .field(
+                "on_approval_decided",
+                &self.on_approval_decided.as_ref().map(|_| "Fn()"),
+            )
+            .finish()
+    }
 }
 
 /// The gateways' configuration invalidation channel (the gateway's `DEFAULT_INVALIDATION_CHANNEL`).
 pub const INVALIDATION_CHANNEL: &str = "gatehouse:config";
+
+/// The channel approval decisions are announced on unless configured otherwise: the gateway's
+/// `DEFAULT_APPROVAL_CHANNEL` (the `gatehouse` crate's tests check the two agree).
+pub const DEFAULT_APPROVAL_CHANNEL: &str = "gatehouse:approvals";
 
 impl AdminConfig {
     /// The usual configuration for a public URL: cookies are `Secure` when it is https.
@@ -56,6 +84,8 @@ impl AdminConfig {
                 allow_private: allow_private_upstreams,
             },
             redis: None,
+            approval_channel: DEFAULT_APPROVAL_CHANNEL.to_owned(),
+            on_approval_decided: None,
         }
     }
 }
@@ -107,6 +137,18 @@ pub fn router(state: AppState) -> Router {
             get(pages::audit_verify::page).post(pages::audit_verify::start),
         )
         .route("/audit/events/{event}", get(pages::audit_event::show))
+        .route("/approvals", get(pages::approvals::list))
+        .route("/approvals/{approval}", get(pages::approvals::show))
+        .route(
+            "/approvals/{approval}/approve",
+            post(pages::approvals::approve),
+        )
+        .route("/approvals/{approval}/deny", post(pages::approvals::deny))
+        .route(
+            "/settings/webhook",
+            get(pages::webhook::show).post(pages::webhook::set),
+        )
+        .route("/settings/webhook/delete", post(pages::webhook::delete))
         .route("/admin-events", get(pages::admin_events::list))
         .route("/members", get(pages::members::list))
         .route("/members/{user}/role", post(pages::members::set_role))

@@ -24,6 +24,8 @@ pub(crate) struct Nav {
     pub(crate) csrf: String,
     /// Admins also see the admin events page.
     pub(crate) is_admin: bool,
+    /// Approvals waiting for a decision: the badge beside "Approvals" (hidden at 0).
+    pub(crate) pending_approvals: i64,
 }
 
 impl Page {
@@ -50,6 +52,7 @@ impl Page {
                 role: m.role,
                 csrf: m.csrf.clone(),
                 is_admin: m.role >= Role::Admin,
+                pending_approvals: m.pending_approvals,
             }),
         }
     }

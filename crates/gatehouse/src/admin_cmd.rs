@@ -22,6 +22,13 @@ pub(crate) struct AdminArgs {
         value_name = "true|false"
     )]
     allow_private_upstreams: bool,
+    /// The Redis channel approval decisions are announced on (with REDIS_URL).
+    #[arg(
+        long,
+        env = "GATEHOUSE_APPROVAL_CHANNEL",
+        default_value = gateway::DEFAULT_APPROVAL_CHANNEL
+    )]
+    approval_channel: String,
     #[command(flatten)]
     secrets: SecretArgs,
     #[command(flatten)]
@@ -44,9 +51,16 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let (Some(database_url), Some(keyring), Some(public_url), Some(listen)) =
-        (database_url, keyring, public_url, listen)
-    else {
+    if args.approval_channel.trim().is_empty() {
+        problems.add("GATEHOUSE_APPROVAL_CHANNEL", "must not be empty");
+    }
+    let (true, Some(database_url), Some(keyring), Some(public_url), Some(listen)) = (
+        problems.0.is_empty(),
+        database_url,
+        keyring,
+        public_url,
+        listen,
+    ) else {
         bail!("invalid configuration:\n  {}", problems.0.join("\n  "));
     };
     tracing_subscriber::fmt()
@@ -67,6 +81,7 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
         Some(url) => Some(redis::Client::open(url).context("REDIS_URL")?),
         None => None,
     };
+    config.approval_channel = args.approval_channel.trim().to_owned();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -74,4 +89,22 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
     admin::serve(listener, admin::AppState::new(store, config))
         .await
         .context("serving the admin web app")
+}
+
+#[cfg(test)]
+mod tests {
+    /// The admin app does not depend on the gateway, so it names the gateway's channels itself:
+    /// the names must be the same, or decisions and new pins would be announced where no gateway
+    /// listens.
+    #[test]
+    fn the_admin_app_announces_on_the_gateways_channels() {
+        assert_eq!(
+            admin::DEFAULT_APPROVAL_CHANNEL,
+            gateway::DEFAULT_APPROVAL_CHANNEL
+        );
+        assert_eq!(
+            admin::INVALIDATION_CHANNEL,
+            gateway::DEFAULT_INVALIDATION_CHANNEL
+        );
+    }
 }

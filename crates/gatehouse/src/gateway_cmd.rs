@@ -100,7 +100,7 @@ pub(crate) struct GatewayArgs {
         env = "GATEHOUSE_APPROVAL_CHANNEL",
         default_value = gateway::DEFAULT_APPROVAL_CHANNEL
     )]
-    approval_channel: String,
+    pub(crate) approval_channel: String,
     /// How often a held call re-reads its approval whatever the announcements say, in
     /// milliseconds (a lost announcement costs at most this).
     #[arg(long, env = "GATEHOUSE_APPROVAL_POLL_MS", default_value_t = 1_000)]

@@ -138,12 +138,7 @@ async fn run_everything(args: &UpArgs) -> Result<ExitCode> {
         Some(url) => Some(redis::Client::open(url).context("REDIS_URL")?),
         None => None,
     };
-    let admin_state = admin::AppState::new(store.clone(), admin_config);
-    tasks.spawn(async move {
-        admin::serve(admin_listener, admin_state)
-            .await
-            .context("serving the admin web app")
-    });
+    admin_config.approval_channel = args.gateway.approval_channel.trim().to_owned();
     let demo = if args.demo {
         let upstream = start_demo_upstream(args, &mut tasks).await?;
         Some(seed_demo(&store, &args.data_dir, &upstream).await?)
@@ -156,6 +151,16 @@ async fn run_everything(args: &UpArgs) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let gateway_addr = listener.local_addr()?;
+    // One process: a decision in the admin app wakes the calls this gateway holds at once,
+    // with or without Redis.
+    let signal = gateway.approval_signal();
+    admin_config.on_approval_decided = Some(std::sync::Arc::new(move || signal.notify()));
+    let admin_state = admin::AppState::new(store.clone(), admin_config);
+    tasks.spawn(async move {
+        admin::serve(admin_listener, admin_state)
+            .await
+            .context("serving the admin web app")
+    });
     tasks.spawn(async move {
         gateway::serve(listener, gateway)
             .await

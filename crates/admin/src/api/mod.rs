@@ -7,9 +7,10 @@
 //! lists exactly what is served. Each operation's `security` names the least role its handler's
 //! `ApiKey<R>` demands; the route tests check every one against real keys.
 //!
-//! Approvals (issue 8) belong here too: their module adds its operations in [`router`] with
-//! `ApiKey<PolicyManager>` for deciding and `ApiKey<Viewer>` for reading, like the web queue.
+//! Approvals (`approvals`) read with `ApiKey<Viewer>` and decide with `ApiKey<PolicyManager>`,
+//! like the web queue; their webhook needs `ApiKey<Admin>`, like its settings page.
 
+mod approvals;
 mod audit;
 pub(crate) mod auth;
 mod drifts;
@@ -86,6 +87,15 @@ fn operations() -> OpenApiRouter<AppState> {
         .routes(routes!(members::set_role))
         .routes(routes!(members::list_invitations, members::invite))
         .routes(routes!(members::revoke_invitation))
+        .routes(routes!(approvals::list))
+        .routes(routes!(approvals::show))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::deny))
+        .routes(routes!(
+            approvals::webhook,
+            approvals::set_webhook,
+            approvals::delete_webhook
+        ))
 }
 
 /// Adds what every operation shares: the document's title, the bearer scheme, and the problem

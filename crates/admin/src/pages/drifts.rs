@@ -136,17 +136,11 @@ fn word_diff(old: &str, new: &str) -> Vec<WordSpan> {
 /// Tells the gateways that a server's pins changed (when `REDIS_URL` is configured). A failure is
 /// only logged: the change is committed, and replicas pick it up within their cache TTL.
 pub(crate) async fn announce(state: &AppState, server: ServerId) {
-    let Some(client) = &state.config.redis else {
-        return;
-    };
-    let published = async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PUBLISH")
-            .arg(crate::INVALIDATION_CHANNEL)
-            .arg(format!("server:{server}"))
-            .query_async::<i64>(&mut conn)
-            .await
-    }
+    let published = crate::notify::publish(
+        state,
+        crate::INVALIDATION_CHANNEL,
+        &format!("server:{server}"),
+    )
     .await;
     if let Err(e) = published {
         tracing::warn!(error = %e, "could not announce the new pins; gateways pick them up within their cache TTL");

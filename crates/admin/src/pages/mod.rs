@@ -3,6 +3,7 @@
 pub(crate) mod account;
 pub(crate) mod admin_events;
 pub(crate) mod api_keys;
+pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod audit_chart;
 pub(crate) mod audit_event;
@@ -17,6 +18,7 @@ pub(crate) mod policy_builder;
 pub(crate) mod policy_versions;
 pub(crate) mod servers;
 pub(crate) mod shown_once;
+pub(crate) mod webhook;
 
 /// A date and time as pages show them: UTC, to the minute.
 pub(crate) fn when(t: time::OffsetDateTime) -> String {

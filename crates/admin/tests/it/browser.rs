@@ -51,6 +51,35 @@ fn spawn_gateway(
     ]
 }
 
+/// Waits for the journey's grant (`noc-agent`), then opens an approval of a reboot through it with
+/// a redacted argument, as the gateway does for a call whose rule requires approval.
+async fn seed_approval(store: store::Store) -> store::ApprovalId {
+    let grant = loop {
+        let found: Option<(uuid::Uuid, uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
+            "select organisation_id, server_id, access_grant_id from access_grant where identity = 'noc-agent'",
+        )
+        .fetch_optional(store.pool())
+        .await
+        .unwrap();
+        match found {
+            Some(found) => break found,
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let (org, server, grant) = grant;
+    crate::support::open_approval(
+        &store,
+        store::OrgId::from_uuid(org),
+        store::GrantId::from_uuid(grant),
+        store::ServerId::from_uuid(server),
+        "reboot_device",
+        serde_json::json!({"device_id": "00236A-SmartRG585-SMRT00236a42", "password": "[REDACTED]"}),
+        Duration::from_secs(600),
+    )
+    .await
+    .approval_id
+}
+
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn sign_up_register_mint_and_call_through_the_gateway_in_chromium(pool: PgPool) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -70,6 +99,9 @@ async fn sign_up_register_mint_and_call_through_the_gateway_in_chromium(pool: Pg
     let gateway_url = format!("http://{}", listener.local_addr().unwrap());
     let app = spawn_app_with(pool, AdminConfig::for_public_url(&gateway_url, true)).await;
     let tasks = spawn_gateway(&app.store, listener);
+    // The approval the journey decides: opened for the grant the browser mints, as the gateway
+    // opens one for a held call.
+    let seeding = tokio::spawn(seed_approval(app.store.clone()));
     let shots = root.join("target/screenshots/admin");
     std::fs::create_dir_all(&shots).unwrap();
     let out = tokio::process::Command::new("node")
@@ -118,6 +150,12 @@ async fn sign_up_register_mint_and_call_through_the_gateway_in_chromium(pool: Pg
         "10c-invitations",
         "11-api-key",
         "11b-api-keys",
+        "11c-approvals",
+        "11d-approval",
+        "11e-approval-approved",
+        "11f-approvals-decided",
+        "11g-webhook-secret",
+        "11h-webhook",
         "12-account",
         "13-login",
     ] {
@@ -135,7 +173,21 @@ async fn sign_up_register_mint_and_call_through_the_gateway_in_chromium(pool: Pg
         .await
         .unwrap()
         .expect("what the browser minted is a working grant");
+    // The approval was decided in the browser: approved, with its comment, by the person.
+    let approval = seeding.await.unwrap();
     let mut tx = app.store.begin(grant.organisation_id).await.unwrap();
+    let decided = store::approval::approval_by_id(&mut tx, approval)
+        .await
+        .unwrap();
+    assert_eq!(decided.status, store::approval::ApprovalStatus::Approved);
+    assert_eq!(
+        decided.comment.as_deref(),
+        Some("Maintenance window, ticket NOC-4711")
+    );
+    assert_eq!(
+        decided.decided_by_email.as_deref(),
+        Some("noc-lead@acme-isp.example")
+    );
     let page = store::audit::audit_page(&mut tx, &Default::default(), None, 1000)
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 
 mod account;
 mod api;
+mod approvals;
 mod audit;
 mod browser;
 mod grants;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use store::Role;
 
-use crate::support::{Api, api_key, org_of, sign_up, spawn_app, spawn_sim};
+use crate::support::{Api, api_key, open_approval, org_of, sign_up, spawn_app, spawn_sim};
 
 /// Resolves `{"$ref": "#/components/schemas/X"}`.
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -236,6 +236,99 @@ async fn the_document_describes_what_is_served(pool: PgPool) {
         )
         .await;
     assert_fits(&doc, "post", "/api/v1/invitations", &invited);
+    // Approvals: the queue, one, a decision, a decision refused, and the webhook.
+    let grant = minted.body["grant"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let held = open_approval(
+        &app.store,
+        org,
+        grant,
+        id.parse().unwrap(),
+        "reboot_device",
+        json!({"device_id": "00236A-1"}),
+        std::time::Duration::from_secs(3600),
+    )
+    .await
+    .approval_id;
+    assert_fits(
+        &doc,
+        "get",
+        "/api/v1/approvals",
+        &api.get("/approvals").await,
+    );
+    assert_fits(
+        &doc,
+        "get",
+        "/api/v1/approvals/{approval}",
+        &api.get(&format!("/approvals/{held}")).await,
+    );
+    let approved = api
+        .post(
+            &format!("/approvals/{held}/approve"),
+            json!({"comment": "ok"}),
+        )
+        .await;
+    assert_eq!(approved.status, 200);
+    assert_fits(
+        &doc,
+        "post",
+        "/api/v1/approvals/{approval}/approve",
+        &approved,
+    );
+    let twice = api
+        .post(&format!("/approvals/{held}/deny"), json!({"comment": "no"}))
+        .await;
+    assert_eq!(twice.status, 409);
+    assert_fits(&doc, "post", "/api/v1/approvals/{approval}/deny", &twice);
+    let no_comment = api
+        .post(&format!("/approvals/{held}/deny"), json!({}))
+        .await;
+    assert_eq!(no_comment.status, 422);
+    assert_fits(
+        &doc,
+        "post",
+        "/api/v1/approvals/{approval}/deny",
+        &no_comment,
+    );
+    assert_fits(
+        &doc,
+        "get",
+        "/api/v1/approvals",
+        &api.get("/approvals?status=decided").await,
+    );
+    assert_fits(
+        &doc,
+        "get",
+        "/api/v1/approval-webhook",
+        &api.get("/approval-webhook").await,
+    );
+    let set = api
+        .send(
+            "PUT",
+            "/approval-webhook",
+            Some(r#"{"url": "https://hooks.example.com/gatehouse"}"#),
+            "application/json",
+        )
+        .await;
+    assert_fits(&doc, "put", "/api/v1/approval-webhook", &set);
+    assert_fits(
+        &doc,
+        "get",
+        "/api/v1/approval-webhook",
+        &api.get("/approval-webhook").await,
+    );
+    assert_eq!(
+        api.send("DELETE", "/approval-webhook", None, "")
+            .await
+            .status,
+        204
+    );
+    let none = api.send("DELETE", "/approval-webhook", None, "").await;
+    assert_fits(&doc, "delete", "/api/v1/approval-webhook", &none);
+
     let refused = api
         .send(
             "POST",

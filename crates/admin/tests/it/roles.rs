@@ -148,6 +148,29 @@ fn table(fx: &Fixture) -> Vec<Row> {
             MANAGER,
             Body::Empty,
         ),
+        r("GET", "/approvals", VIEWER, Body::Empty),
+        r("GET", "/approvals/{approval}", VIEWER, Body::Empty),
+        // Each decision row finds the approval pending again (see `reopen_approvals`).
+        r(
+            "POST",
+            "/approvals/{approval}/approve",
+            MANAGER,
+            form(&[("comment", "ok")]),
+        ),
+        r(
+            "POST",
+            "/approvals/{approval}/deny",
+            MANAGER,
+            form(&[("comment", "no")]),
+        ),
+        r("GET", "/settings/webhook", ADMIN, Body::Empty),
+        r(
+            "POST",
+            "/settings/webhook",
+            ADMIN,
+            form(&[("url", "https://hooks.acme.test/approvals")]),
+        ),
+        r("POST", "/settings/webhook/delete", ADMIN, Body::Empty),
         r("GET", "/admin-events", ADMIN, Body::Empty),
         r("GET", "/servers/new", ADMIN, Body::Empty),
         r(
@@ -344,6 +367,28 @@ fn table(fx: &Fixture) -> Vec<Row> {
             ADMIN,
             Body::Empty,
         ),
+        r("GET", "/api/v1/approvals", VIEWER, Body::Empty),
+        r("GET", "/api/v1/approvals/{approval}", VIEWER, Body::Empty),
+        r(
+            "POST",
+            "/api/v1/approvals/{approval}/approve",
+            MANAGER,
+            Body::Json(json!({"comment": "ok"}).to_string()),
+        ),
+        r(
+            "POST",
+            "/api/v1/approvals/{approval}/deny",
+            MANAGER,
+            Body::Json(json!({"comment": "no"}).to_string()),
+        ),
+        r("GET", "/api/v1/approval-webhook", ADMIN, Body::Empty),
+        r(
+            "PUT",
+            "/api/v1/approval-webhook",
+            ADMIN,
+            Body::Json(json!({"url": "https://hooks.acme.test/api"}).to_string()),
+        ),
+        r("DELETE", "/api/v1/approval-webhook", ADMIN, Body::Empty),
         r("DELETE", "/api/v1/servers/{server}", ADMIN, Body::Empty),
     ]
 }
@@ -465,10 +510,18 @@ async fn acme(app: &App, sim: &Sim) -> (Fixture, Browser, OrgId) {
     ];
     let mut web: BTreeMap<_, _> = common.clone().into_iter().collect();
     web.insert("drift", drift(app, org, &server, "web_drift_tool").await);
+    web.insert(
+        "approval",
+        approval(app, org, &server, &web_grant, "web").await,
+    );
     web.insert("grant", web_grant);
     web.insert("invitation", web_inv.invitation.invitation_id.to_string());
     let mut api: BTreeMap<_, _> = common.into_iter().collect();
     api.insert("drift", drift(app, org, &server, "api_drift_tool").await);
+    api.insert(
+        "approval",
+        approval(app, org, &server, &api_grant, "api").await,
+    );
     api.insert("grant", api_grant);
     api.insert("invitation", api_inv.invitation.invitation_id.to_string());
     (
@@ -509,6 +562,40 @@ async fn drift(app: &App, org: OrgId, server: &str, tool: &str) -> String {
         .drift_id;
     tx.commit().await.unwrap();
     id.to_string()
+}
+
+/// A pending approval of Acme's, as the gateway opens it for a held call.
+async fn approval(app: &App, org: OrgId, server: &str, grant: &str, which: &str) -> String {
+    crate::support::open_approval(
+        &app.store,
+        org,
+        grant.parse().unwrap(),
+        server.parse().unwrap(),
+        "reboot_device",
+        json!({"device_id": which}),
+        std::time::Duration::from_secs(3600),
+    )
+    .await
+    .approval_id
+    .to_string()
+}
+
+/// Makes every approval pending again, so each role's decision row finds one to decide (a
+/// decided approval is a conflict, tested in `approvals.rs`).
+async fn reopen_approvals(app: &App) {
+    sqlx::query(
+        "update approval set status = 'pending', decided_by = null, decided_via = null, \
+         decided_at = null, decision_comment = null, consumed_at = null, \
+         expires_at = now() + interval '1 hour'",
+    )
+    .execute(app.store.pool())
+    .await
+    .unwrap();
+}
+
+/// Whether the row decides an approval.
+fn decides(row: &Row) -> bool {
+    row.method == "POST" && row.path.contains("{approval}")
 }
 
 async fn grant_id(app: &App, token: &str) -> String {
@@ -668,6 +755,9 @@ async fn every_route_admits_exactly_the_roles_it_should(pool: PgPool) {
                 continue;
             };
             let path = fx.path(row);
+            if decides(row) {
+                reopen_approvals(&app).await;
+            }
             let status = web_call(browser, row, &path).await;
             if role >= least {
                 assert!(
@@ -740,6 +830,9 @@ async fn every_route_admits_exactly_the_roles_it_should(pool: PgPool) {
                 continue;
             };
             let path = fx.path(row);
+            if decides(row) {
+                reopen_approvals(&app).await;
+            }
             let a = api_call(&api, row, &path).await;
             if role >= least {
                 assert!(
@@ -798,6 +891,7 @@ async fn another_organisations_ids_are_not_found(pool: PgPool) {
                 "{invitation}",
                 "{key}",
                 "{event}",
+                "{approval}",
             ]
             .iter()
             .any(|p| r.path.contains(p))

@@ -409,3 +409,35 @@ impl Api {
             .await
     }
 }
+
+/// Opens an approval of `tool` called with `arguments` through `grant`, as the gateway does when
+/// it holds a call; the arguments are stored as given (the gateway redacts before).
+pub(crate) async fn open_approval(
+    store: &Store,
+    org: OrgId,
+    grant: store::GrantId,
+    server: store::ServerId,
+    tool: &str,
+    arguments: serde_json::Value,
+    timeout: std::time::Duration,
+) -> store::approval::Approval {
+    let mut tx = store.begin(org).await.unwrap();
+    let opened = store::approval::open_approval(
+        &mut tx,
+        &store::approval::NewApproval {
+            grant,
+            server,
+            tool,
+            arguments_redacted: &arguments,
+            arguments_hash: store::approval::arguments_hash(Some(&arguments)),
+            request_id: &format!("req-{}", uuid::Uuid::new_v4()),
+            session_id: Some("session-1"),
+            timeout,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(opened.created);
+    opened.approval
+}
