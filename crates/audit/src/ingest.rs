@@ -42,6 +42,11 @@ pub struct IngestConfig {
     pub claim_idle: Duration,
     /// How long to sleep when every shard was empty.
     pub idle_sleep: Duration,
+    /// How long to let entries gather after a step that read less than a full `batch`: a step's
+    /// round trips and its transaction (one WAL flush) then carry many events instead of a few,
+    /// which is what keeps the ingester cheap at moderate rates. Events land in Postgres at
+    /// most this much later; a step that filled a batch (the ingester is behind) never waits.
+    pub fill_wait: Duration,
 }
 
 impl Default for IngestConfig {
@@ -57,6 +62,7 @@ impl Default for IngestConfig {
             grace: Duration::from_secs(120),
             claim_idle: Duration::from_secs(30),
             idle_sleep: Duration::from_millis(50),
+            fill_wait: Duration::from_millis(25),
         }
     }
 }
@@ -177,8 +183,8 @@ impl Ingester {
     /// Runs until `shutdown` resolves: steps over every shard, sleeps when all were empty, and
     /// backs off (keeping what it read) while Redis or Postgres is unavailable.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let idle = self.config.idle_sleep;
-        run_steps(&mut self, idle, shutdown).await
+        let pacing = Pacing::of(&self.config);
+        run_steps(&mut self, pacing, shutdown).await
     }
 
     /// One pass over every shard: what is unsettled plus a new batch of every other shard, read in
@@ -400,11 +406,41 @@ pub(crate) trait Steps {
     async fn step(&mut self) -> Result<StepReport, Error>;
 }
 
-/// Steps until `shutdown` resolves: sleeps `idle` when a step read nothing, and backs off
+/// When [`run_steps`] pauses between steps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pacing {
+    /// After a step that read nothing.
+    pub(crate) idle: Duration,
+    /// After a step that read less than `full` entries.
+    pub(crate) fill_wait: Duration,
+    pub(crate) full: u64,
+}
+
+impl Pacing {
+    pub(crate) fn of(config: &IngestConfig) -> Pacing {
+        Pacing {
+            idle: config.idle_sleep,
+            fill_wait: config.fill_wait,
+            full: u64::try_from(config.batch).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn after(&self, read: u64) -> Duration {
+        if read == 0 {
+            self.idle
+        } else if read < self.full {
+            self.fill_wait
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+/// Steps until `shutdown` resolves, pausing as `pacing` says after each step, and backs off
 /// (keeping what was read) while Redis or Postgres is unavailable.
 pub(crate) async fn run_steps(
     source: &mut impl Steps,
-    idle: Duration,
+    pacing: Pacing,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     tokio::pin!(shutdown);
@@ -416,11 +452,7 @@ pub(crate) async fn run_steps(
                 if report.inserted > 0 || report.unknown > 0 {
                     tracing::debug!(?report, "audit batch stored");
                 }
-                if report.read == 0 {
-                    idle
-                } else {
-                    Duration::ZERO
-                }
+                pacing.after(report.read)
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "audit ingest failed; nothing acknowledged, retrying");
@@ -520,5 +552,37 @@ impl Entry {
             .and_then(|(ms, _)| ms.parse().ok())
             .unwrap_or(0);
         now_ms.saturating_sub(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_waits_for_more_unless_it_filled_a_batch() {
+        let pacing = Pacing::of(&IngestConfig {
+            batch: 100,
+            idle_sleep: Duration::from_millis(50),
+            fill_wait: Duration::from_millis(25),
+            ..IngestConfig::default()
+        });
+        assert_eq!(
+            pacing.after(0),
+            Duration::from_millis(50),
+            "nothing read: idle"
+        );
+        assert_eq!(
+            pacing.after(1),
+            Duration::from_millis(25),
+            "a few: let more gather"
+        );
+        assert_eq!(pacing.after(99), Duration::from_millis(25));
+        assert_eq!(
+            pacing.after(100),
+            Duration::ZERO,
+            "a full batch: behind, no pause"
+        );
+        assert_eq!(pacing.after(800), Duration::ZERO);
     }
 }

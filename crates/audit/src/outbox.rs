@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use store::Store;
 
-use crate::ingest::{Steps, run_steps};
+use crate::ingest::{Pacing, Steps, run_steps};
 use crate::{AuditRecord, Error, IngestConfig, Outcome, StepReport};
 
 /// Moves events from `audit_outbox` into the hash-chained audit log. Run one per process.
@@ -16,24 +16,25 @@ pub struct OutboxIngester {
     store: Store,
     grace: Duration,
     batch: i64,
-    idle_sleep: Duration,
+    pacing: Pacing,
 }
 
 impl OutboxIngester {
-    /// Uses `config`'s batch size, grace period and idle sleep (its stream settings do not apply).
+    /// Uses `config`'s batch size, grace period, idle sleep and fill wait (its stream settings do
+    /// not apply).
     pub fn new(store: Store, config: &IngestConfig) -> Self {
         OutboxIngester {
             store,
             grace: config.grace,
             batch: i64::try_from(config.batch).unwrap_or(i64::MAX),
-            idle_sleep: config.idle_sleep,
+            pacing: Pacing::of(config),
         }
     }
 
     /// Runs until `shutdown` resolves, backing off while Postgres is unavailable.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let idle = self.idle_sleep;
-        run_steps(&mut self, idle, shutdown).await
+        let pacing = self.pacing;
+        run_steps(&mut self, pacing, shutdown).await
     }
 
     /// Stores one batch of ready rows, then removes them. On `Err` nothing was removed.

@@ -78,6 +78,10 @@ pub(crate) struct IngestArgs {
     /// Seconds an entry stays pending with a consumer before another ingester claims it.
     #[arg(long, env = "GATEHOUSE_INGEST_CLAIM_IDLE_SECS", default_value_t = 30)]
     claim_idle_secs: u64,
+    /// Milliseconds to let entries gather after a step that read less than a full batch, so a
+    /// transaction carries many events (events reach Postgres at most this much later).
+    #[arg(long, env = "GATEHOUSE_INGEST_FILL_WAIT_MS", default_value_t = 25)]
+    fill_wait_ms: u64,
     /// Postgres URL of the control-plane database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -236,6 +240,7 @@ pub(crate) fn run_ingest(args: IngestArgs) -> ExitCode {
             grace: Duration::from_secs(args.grace_secs),
             claim_idle: Duration::from_secs(args.claim_idle_secs.max(1)),
             idle_sleep: Duration::from_millis(50),
+            fill_wait: Duration::from_millis(args.fill_wait_ms),
         },
     };
     let rt = match runtime() {

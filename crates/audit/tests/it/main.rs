@@ -49,6 +49,7 @@ pub(crate) fn ingest_config(stream: &StreamConfig, consumer: &str) -> IngestConf
         grace: Duration::from_millis(300),
         claim_idle: Duration::from_millis(150),
         idle_sleep: Duration::from_millis(10),
+        fill_wait: Duration::from_millis(5),
     }
 }
 
