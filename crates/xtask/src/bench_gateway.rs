@@ -100,6 +100,27 @@ impl Drop for Killed {
     }
 }
 
+/// nginx's master process: stopped with SIGTERM, so that it takes its workers with it (a SIGKILLed
+/// master leaves them running, orphaned), and SIGKILLed only if it has not exited within 5 s.
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Killed {
     fn rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).ok()?;
@@ -400,7 +421,7 @@ http {{
     );
     let conf_path = nginx_dir.join("nginx.conf");
     std::fs::write(&conf_path, conf)?;
-    let _nginx = Killed(
+    let _nginx = Nginx(
         Command::new(&infra.nginx)
             .arg("-c")
             .arg(&conf_path)
