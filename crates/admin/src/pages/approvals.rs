@@ -104,6 +104,15 @@ fn relative(t: OffsetDateTime, now: OffsetDateTime) -> String {
     }
 }
 
+/// When `at` is, with how far from `now` while the approval is still live.
+fn expiry(at: OffsetDateTime, now: OffsetDateTime, live: bool) -> String {
+    if live {
+        format!("{} ({})", when(at), relative(at, now))
+    } else {
+        when(at)
+    }
+}
+
 /// Who decided, as pages show it.
 pub(crate) fn decider(a: &Approval) -> String {
     match (&a.decided_by_email, a.decided_via.as_deref()) {
@@ -187,11 +196,7 @@ pub(crate) async fn list(
             grant_label: a.grant_label.clone(),
             server: name_of(&names, a.server_id),
             status: a.status.as_str(),
-            expires: if a.status == ApprovalStatus::Pending {
-                format!("{} ({})", when(a.expires_at), relative(a.expires_at, now))
-            } else {
-                when(a.expires_at)
-            },
+            expires: expiry(a.expires_at, now, a.status == ApprovalStatus::Pending),
             decided: a.decided_at.map(when).unwrap_or_default(),
             decider: decider(a),
         })
@@ -209,28 +214,25 @@ pub(crate) async fn list(
     }))
 }
 
-/// The detail page of `a` for `m`, with what a refused decision left.
-async fn detail<R>(
-    state: &AppState,
+/// The detail page of `a` (on the server named `server`) for `m`, with what a refused decision
+/// left.
+fn detail<R>(
     m: &Member<R>,
-    a: Approval,
+    (a, server): (Approval, String),
     draft: String,
     errors: Vec<String>,
     notice: Option<String>,
-) -> Result<ApprovalPage> {
-    let mut tx = state.store.begin(m.org).await?;
-    let names = server_names(&mut tx).await?;
-    tx.commit().await?;
+) -> ApprovalPage {
     let now = OffsetDateTime::now_utc();
     let pending = a.status == ApprovalStatus::Pending;
-    Ok(ApprovalPage {
+    ApprovalPage {
         page: Page::member(format!("Approval of {}", a.tool_name), "approvals", m),
         csrf: m.csrf.clone(),
         id: a.approval_id.to_string(),
         tool: a.tool_name.clone(),
         status: a.status.as_str(),
         server_id: a.server_id.to_string(),
-        server: name_of(&names, a.server_id),
+        server,
         identity: a.identity.clone(),
         grant_label: a.grant_label.clone(),
         grant_id: a.grant_id.to_string(),
@@ -238,11 +240,11 @@ async fn detail<R>(
         request_id: a.request_id.clone(),
         arguments: serde_json::to_string_pretty(&a.arguments).unwrap_or_default(),
         requested: when(a.created_at),
-        expires: if matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved) {
-            format!("{} ({})", when(a.expires_at), relative(a.expires_at, now))
-        } else {
-            when(a.expires_at)
-        },
+        expires: expiry(
+            a.expires_at,
+            now,
+            matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved),
+        ),
         decided_at: a.decided_at.map(when).unwrap_or_default(),
         decider: decider(&a),
         comment: a.comment.clone().unwrap_or_default(),
@@ -252,14 +254,20 @@ async fn detail<R>(
         draft,
         errors,
         notice,
-    })
+    }
 }
 
-async fn load(state: &AppState, org: OrgId, id: ApprovalId) -> Result<Approval> {
+/// Approval `id` and the name of its server, read in one transaction.
+async fn load(state: &AppState, org: OrgId, id: ApprovalId) -> Result<(Approval, String)> {
     let mut tx = state.store.begin(org).await?;
     let a = store::approval::approval_by_id(&mut tx, id).await?;
+    let server = match store::server::server_by_id(&mut tx, a.server_id).await {
+        Ok(server) => server.name,
+        Err(store::Error::NotFound { .. }) => a.server_id.to_string(),
+        Err(e) => return Err(e.into()),
+    };
     tx.commit().await?;
-    Ok(a)
+    Ok((a, server))
 }
 
 pub(crate) async fn show(
@@ -268,16 +276,20 @@ pub(crate) async fn show(
     Path(id): Path<String>,
     Query(q): Query<DoneQuery>,
 ) -> Result<Response> {
-    let a = load(&state, m.org, approval_id(&id)?).await?;
+    let loaded = load(&state, m.org, approval_id(&id)?).await?;
     let notice = q
         .notice(
             "approved",
             "Approved. The held call goes through, or the agent's next identical call does, once.",
         )
         .or_else(|| q.notice("denied", "Denied. The agent is told your comment."));
-    Ok(render(
-        &detail(&state, &m, a, String::new(), Vec::new(), notice).await?,
-    ))
+    Ok(render(&detail(
+        &m,
+        loaded,
+        String::new(),
+        Vec::new(),
+        notice,
+    )))
 }
 
 /// Decides approval `id` and announces the decision once it is committed (the web page's and
@@ -352,9 +364,9 @@ async fn decide_from_web(
     };
     let (status, message) = refused;
     // The page as it is now (someone else may have decided), with the reason and the comment.
-    let a = load(&state, m.org, id).await?;
+    let loaded = load(&state, m.org, id).await?;
     let draft = f.comment.chars().take(2000).collect();
-    let page = detail(&state, &m, a, draft, vec![message], None).await?;
+    let page = detail(&m, loaded, draft, vec![message], None);
     Ok((status, render(&page)).into_response())
 }
 
