@@ -1,6 +1,6 @@
 //! `cargo xtask bench gateway`: the gateway budgets of DESIGN.md §11, measured in one run.
 //!
-//! Four targets answer the same `tools/call retry_task` (the GenieACS simulator in `--cheap` mode):
+//! Five targets answer the same `tools/call retry_task` (the GenieACS simulator in `--cheap` mode):
 //! - `direct`: the simulator itself;
 //! - `nginx`: Debian's nginx as a plain reverse proxy, `proxy_pass` with nginx's defaults (HTTP/1.0
 //!   to the upstream, a new upstream connection per request, responses buffered): the reference
