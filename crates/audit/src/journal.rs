@@ -26,6 +26,7 @@ use redis::{Client, Value};
 use serde_json::Value as Json;
 use store::Store;
 
+use crate::outcomes::{NotQueued, OutcomeQueue};
 use crate::{AuditRecord, Error, Outcome};
 
 /// Where the streams are and how long a call may take.
@@ -111,6 +112,8 @@ enum Backend {
     /// Shard streams in Redis, one multiplexed connection that reconnects by itself.
     Streams {
         connection: ConnectionManager,
+        /// The writer of [`Journal::record_outcome_in_background`].
+        outcomes: OutcomeQueue,
         config: StreamConfig,
         /// Which Redis the streams are in: a limiter on the same one may carry the write-ahead.
         info: redis::ConnectionInfo,
@@ -186,11 +189,13 @@ impl Ticket {
 }
 
 impl Journal {
-    /// Connects to Redis at `url` and checks that it answers.
+    /// Connects to Redis at `url`, checks that it answers, and starts the background outcome
+    /// writer on the current runtime.
     pub async fn connect(url: &str, config: StreamConfig) -> Result<Self, Error> {
         let (connection, info) = config.connect_with_info(url).await?;
         let journal = Journal {
             backend: Backend::Streams {
+                outcomes: OutcomeQueue::start(connection.clone(), config.call_timeout),
                 connection,
                 config,
                 info,
@@ -362,6 +367,44 @@ impl Journal {
             }
         }
         Ok(())
+    }
+
+    /// [`Journal::record_outcome`] off the caller's path, for a call already forwarded: with
+    /// Redis streams the outcome is queued for the journal's writer, which appends whatever
+    /// queued meanwhile in one pipelined round trip ([`crate::outcomes`]); with the outbox it is
+    /// written by a task of its own. Failures are logged, naming the request; the event is then
+    /// stored with an unknown outcome after the grace period.
+    pub fn record_outcome_in_background(&self, ticket: Ticket, outcome: Outcome) {
+        let (
+            Backend::Streams {
+                outcomes, config, ..
+            },
+            Entry::Stream(w),
+        ) = (&self.backend, &ticket.entry)
+        else {
+            if matches!(self.backend, Backend::UnauditedBenchmarkOnly) {
+                return;
+            }
+            let journal = self.clone();
+            tokio::spawn(async move {
+                let request_id = ticket.record.request_id.clone();
+                if let Err(e) = journal.record_outcome(ticket, outcome).await {
+                    tracing::warn!(%request_id, error = %e, "audit outcome not recorded; the event will be stored with an unknown outcome");
+                }
+            });
+            return;
+        };
+        let mut record = ticket.record;
+        record.outcome = outcome;
+        let why = match xadd(config, &record, "o", Some(w)) {
+            Err(e) => e.to_string(),
+            Ok(cmd) => match outcomes.push(cmd, record.request_id.clone()) {
+                Ok(()) => return,
+                Err(NotQueued::Full) => "the outcome queue is full (Redis is far behind)".into(),
+                Err(NotQueued::Closed) => "the outcome writer has stopped".into(),
+            },
+        };
+        tracing::warn!(request_id = %record.request_id, error = %why, "audit outcome not recorded; the event will be stored with an unknown outcome");
     }
 
     /// Records the complete event of a request that is not forwarded (a denial, a refusal). The

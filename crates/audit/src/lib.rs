@@ -16,6 +16,7 @@ pub mod export;
 mod ingest;
 mod journal;
 mod outbox;
+mod outcomes;
 pub mod redact;
 
 pub use error::Error;

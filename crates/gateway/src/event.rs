@@ -175,8 +175,9 @@ pub(crate) async fn record_unforwarded(
     journal.record_outcome(ticket, outcome).await
 }
 
-/// Appends the outcome of a forwarded request, off the request path: if it fails, the event is
-/// stored with an unknown outcome after the grace period, which the log line explains.
+/// Appends the outcome of a forwarded request, off the request path
+/// ([`Journal::record_outcome_in_background`]): if it fails, the event is stored with an unknown
+/// outcome after the grace period, which the log line explains.
 pub(crate) fn record_outcome(
     journal: &Journal,
     record: &Record,
@@ -185,13 +186,7 @@ pub(crate) fn record_outcome(
 ) {
     record.settle(&mut ticket);
     let outcome = record.known_outcome(stamp);
-    let journal = journal.clone();
-    let request_id = stamp.request_id.clone();
-    tokio::spawn(async move {
-        if let Err(e) = journal.record_outcome(ticket, outcome).await {
-            tracing::warn!(%request_id, error = %e, "audit outcome not recorded; the event will be stored with an unknown outcome");
-        }
-    });
+    journal.record_outcome_in_background(ticket, outcome);
 }
 
 /// Records the complete event of a request that was not forwarded; the caller answers the agent

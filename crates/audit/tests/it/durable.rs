@@ -244,3 +244,33 @@ async fn a_stream_deleted_under_the_ingester_is_recreated(pool: PgPool) {
     let events = ingest_until(&mut ingester, &store, org, |e| !e.is_empty()).await;
     assert_eq!(events.len(), 1);
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn outcomes_recorded_in_the_background_all_arrive_with_their_write_aheads(pool: PgPool) {
+    let store = store(pool);
+    let org = org(&store).await;
+    let streams = streams();
+    let journal = journal(&streams).await;
+    let mut tickets = Vec::new();
+    for i in 0..400 {
+        tickets.push(
+            journal
+                .write_ahead(record(org, &format!("req-{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    // Queued back to back: the writer sends them in a few pipelines, not 400 round trips.
+    for t in tickets {
+        journal.record_outcome_in_background(t, ok_outcome());
+    }
+    let mut ingester = ingester(&store, &streams, "a").await;
+    let events = ingest_until(&mut ingester, &store, org, |e| e.len() >= 400).await;
+    assert_eq!(events.len(), 400);
+    assert!(
+        events.iter().all(|e| e.event.upstream_status == Some(200)),
+        "every event has its outcome, none is unknown"
+    );
+    let again = ingester.step().await.unwrap();
+    assert_eq!((again.read, again.deferred), (0, 0), "nothing left pending");
+}
