@@ -62,7 +62,7 @@ impl Default for IngestConfig {
             grace: Duration::from_secs(120),
             claim_idle: Duration::from_secs(30),
             idle_sleep: Duration::from_millis(50),
-            fill_wait: Duration::from_millis(25),
+            fill_wait: Duration::from_millis(100),
         }
     }
 }

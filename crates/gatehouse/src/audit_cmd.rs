@@ -80,7 +80,7 @@ pub(crate) struct IngestArgs {
     claim_idle_secs: u64,
     /// Milliseconds to let entries gather after a step that read less than a full batch, so a
     /// transaction carries many events (events reach Postgres at most this much later).
-    #[arg(long, env = "GATEHOUSE_INGEST_FILL_WAIT_MS", default_value_t = 25)]
+    #[arg(long, env = "GATEHOUSE_INGEST_FILL_WAIT_MS", default_value_t = 100)]
     fill_wait_ms: u64,
     /// Postgres URL of the control-plane database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
