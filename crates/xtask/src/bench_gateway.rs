@@ -269,6 +269,92 @@ struct Infra {
     stream_prefix: String,
 }
 
+/// The processes whose CPU time the throughput phase accounts per call.
+#[derive(Clone, Copy)]
+enum Proc {
+    Gateway,
+    Unaudited,
+    Nginx,
+    Sim,
+    Client,
+    Redis,
+    Ingester,
+    Postgres,
+}
+
+const PROCS: [Proc; 8] = [
+    Proc::Gateway,
+    Proc::Unaudited,
+    Proc::Nginx,
+    Proc::Sim,
+    Proc::Client,
+    Proc::Redis,
+    Proc::Ingester,
+    Proc::Postgres,
+];
+
+/// The pids of each [`Proc`] (nginx: its workers; Postgres: the bench database's backends;
+/// Redis: the server, when it runs on this machine).
+struct Pids([Vec<u32>; 8]);
+
+impl Pids {
+    /// CPU seconds (user + system) each [`Proc`] has used so far, from `/proc/<pid>/stat` (in
+    /// clock ticks of 1/100 s, Linux's `USER_HZ`); a process that is gone counts 0.
+    fn cpu(&self) -> [f64; 8] {
+        self.0
+            .each_ref()
+            .map(|pids| pids.iter().map(|p| cpu_seconds(*p)).sum())
+    }
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// The child processes of `pid` (nginx's workers of its master).
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The Redis server's pid, if it runs on this machine.
+async fn redis_pid(redis_url: &str) -> Option<u32> {
+    let client = redis::Client::open(redis_url).ok()?;
+    let mut con = client.get_multiplexed_async_connection().await.ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut con)
+        .await
+        .ok()?;
+    let pid = info
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    std::path::Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then_some(pid)
+}
+
 async fn bench(o: &Options, infra: &Infra) -> anyhow::Result<()> {
     let load_before = load_average();
     // A throwaway deployment secret: 32 random bytes, base64, as GATEHOUSE_SECRET_KEY takes it.
@@ -282,7 +368,7 @@ async fn bench(o: &Options, infra: &Infra) -> anyhow::Result<()> {
     store.migrate().await?;
 
     let sim_port = free_port()?;
-    let _sim = Killed(
+    let sim = Killed(
         Command::new(&infra.gatehouse)
             .args(["demo-upstream", "--cheap", "--listen"])
             .arg(format!("127.0.0.1:{sim_port}"))
@@ -432,7 +518,7 @@ http {{
     );
     let conf_path = nginx_dir.join("nginx.conf");
     std::fs::write(&conf_path, conf)?;
-    let _nginx = Nginx(
+    let nginx = Nginx(
         Command::new(&infra.nginx)
             .arg("-c")
             .arg(&conf_path)
@@ -508,6 +594,27 @@ http {{
         }
     }
     let mut flat: Vec<(u64, usize)> = vec![(0, 0); runs.len()];
+    // After the warm-up every connection to Postgres the gateway and the ingester keep is open.
+    let backends: Vec<i32> = sqlx::query_scalar(
+        "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    let pids = Pids([
+        vec![gateway.0.id()],
+        vec![unaudited.0.id()],
+        children(nginx.0.id()),
+        vec![sim.0.id()],
+        vec![std::process::id()],
+        redis_pid(&infra.redis_url).await.into_iter().collect(),
+        vec![ingester.0.id()],
+        backends
+            .into_iter()
+            .filter_map(|p| u32::try_from(p).ok())
+            .collect(),
+    ]);
+    let mut cpu = vec![[0.0_f64; 8]; runs.len()];
+    let phase_start = pids.cpu();
     eprintln!(
         "throughput with {} connections: {rounds} rounds of {} s per target …",
         o.connections, o.slice
@@ -515,11 +622,20 @@ http {{
     for round in 0..rounds as usize {
         for k in 0..runs.len() {
             let i = (round + k) % runs.len();
+            let before = pids.cpu();
             let (done, errors) = runs[i].throughput_slice(o.connections, slice).await;
+            let after = pids.cpu();
+            for (sum, (a, b)) in cpu[i].iter_mut().zip(after.iter().zip(before)) {
+                *sum += a - b;
+            }
             flat[i].0 += done;
             flat[i].1 += errors;
         }
     }
+    // What the ingester and Postgres still do for the gateway's last slice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let settled = pids.cpu();
+    let phase: [f64; 8] = std::array::from_fn(|p| settled[p] - phase_start[p]);
     let load_after_speed = load_average();
 
     eprintln!("opening {} sessions on each gateway …", o.sessions);
@@ -605,6 +721,7 @@ http {{
         g99 - u99,
         (1.0 - gw.throughput / un.throughput) * 100.0
     );
+    print_cpu(&targets, &flat, &cpu, &phase, &pids);
     let ratio = |g: f64, n: f64| if n > 0.0 { g / n } else { f64::INFINITY };
     let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
     println!("\nbudgets (DESIGN.md §11):");
@@ -649,6 +766,58 @@ http {{
         println!("  a gateway or the ingester exited during the run: the figures are not valid");
     }
     Ok(())
+}
+
+/// CPU per call flat out, by process: each process's CPU during a target's slices divided by the
+/// calls those slices served. The ingester and Postgres work only for the gateway's calls, and
+/// partly after its slices end (the fill wait, a batch in flight): theirs is all they used over
+/// the phase (`phase`), divided by the gateway's calls.
+fn print_cpu(
+    targets: &[Target],
+    flat: &[(u64, usize)],
+    cpu: &[[f64; 8]],
+    phase: &[f64; 8],
+    pids: &Pids,
+) {
+    let deferred = [Proc::Ingester as usize, Proc::Postgres as usize];
+    println!(
+        "\nCPU per call flat out (µs, from /proc; Redis: {}; Postgres: {} backend(s) of the bench database):",
+        if pids.0[Proc::Redis as usize].is_empty() {
+            "not on this machine, not counted"
+        } else {
+            "the server"
+        },
+        pids.0[Proc::Postgres as usize].len()
+    );
+    println!(
+        "  {:<10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7}",
+        "target",
+        "gateway",
+        "unaud.",
+        "nginx",
+        "sim",
+        "client",
+        "redis",
+        "ingester",
+        "postgres",
+        "total"
+    );
+    for (i, t) in targets.iter().enumerate() {
+        let calls = flat[i].0.max(1) as f64;
+        let mut row = String::new();
+        let mut total = 0.0;
+        for p in PROCS.map(|p| p as usize) {
+            let secs = match (deferred.contains(&p), t.name == "gateway") {
+                (false, _) => cpu[i][p],
+                (true, true) => phase[p],
+                (true, false) => 0.0,
+            };
+            let us = secs * 1e6 / calls;
+            total += us;
+            row.push_str(&format!(" {us:>7.0}"));
+        }
+        println!("  {:<10}{row} {total:>7.0}", t.name);
+    }
 }
 
 #[derive(Default)]
