@@ -14,7 +14,7 @@
 //! approval wait): an outcome that arrives later than that finds the event already stored and is
 //! dropped as a duplicate.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -115,7 +115,8 @@ impl Fetched {
 #[derive(Debug)]
 struct Entry {
     id: String,
-    fields: HashMap<String, String>,
+    /// In the order they were written; an entry has four at most, so a scan beats a map.
+    fields: Vec<(String, String)>,
 }
 
 /// One ingester instance.
@@ -137,7 +138,7 @@ impl std::fmt::Debug for Ingester {
     }
 }
 
-type RawEntries = Vec<(String, Option<HashMap<String, String>>)>;
+type RawEntries = Vec<(String, Option<Vec<(String, String)>>)>;
 
 impl Ingester {
     /// Connects and makes sure every shard stream and the consumer group exist.
@@ -484,7 +485,7 @@ fn classify<'a>(
         .entries
         .iter()
         .filter(|e| e.kind() == Some("o"))
-        .filter_map(|e| e.fields.get("w").map(String::as_str))
+        .filter_map(|e| e.field("w"))
         .collect();
     for entry in &fetched.entries {
         // A write-ahead whose outcome is here is acknowledged with it, unread.
@@ -499,7 +500,7 @@ fn classify<'a>(
             Some("o") => {
                 events.push(record.to_new_event());
                 ack.push(&entry.id);
-                if let Some(w) = entry.fields.get("w") {
+                if let Some(w) = entry.field("w") {
                     ack.push(w);
                 }
             }
@@ -536,12 +537,18 @@ fn entries(raw: RawEntries) -> impl Iterator<Item = Entry> {
 }
 
 impl Entry {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find_map(|(k, v)| (k == name).then_some(v.as_str()))
+    }
+
     fn kind(&self) -> Option<&str> {
-        self.fields.get("k").map(String::as_str)
+        self.field("k")
     }
 
     fn record(&self) -> Option<AuditRecord> {
-        serde_json::from_str(self.fields.get("e")?).ok()
+        serde_json::from_str(self.field("e")?).ok()
     }
 
     /// Milliseconds since Redis added the entry (its id starts with Redis's time in ms).
