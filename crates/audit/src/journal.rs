@@ -375,36 +375,43 @@ impl Journal {
     /// written by a task of its own. Failures are logged, naming the request; the event is then
     /// stored with an unknown outcome after the grace period.
     pub fn record_outcome_in_background(&self, ticket: Ticket, outcome: Outcome) {
-        let (
-            Backend::Streams {
-                outcomes, config, ..
-            },
-            Entry::Stream(w),
-        ) = (&self.backend, &ticket.entry)
-        else {
-            if matches!(self.backend, Backend::UnauditedBenchmarkOnly) {
-                return;
-            }
-            let journal = self.clone();
-            tokio::spawn(async move {
-                let request_id = ticket.record.request_id.clone();
-                if let Err(e) = journal.record_outcome(ticket, outcome).await {
-                    tracing::warn!(%request_id, error = %e, "audit outcome not recorded; the event will be stored with an unknown outcome");
+        let lost = |request_id: &str, why: &dyn std::fmt::Display| {
+            tracing::warn!(%request_id, error = %why, "audit outcome not recorded; the event will be stored with an unknown outcome");
+        };
+        match (&self.backend, &ticket.entry) {
+            (Backend::UnauditedBenchmarkOnly, _) => {}
+            (
+                Backend::Streams {
+                    outcomes, config, ..
+                },
+                Entry::Stream(w),
+            ) => {
+                let mut record = ticket.record;
+                record.outcome = outcome;
+                let queued = xadd(config, &record, "o", Some(w))
+                    .map(|cmd| outcomes.push(cmd, record.request_id.clone()));
+                match queued {
+                    Ok(Ok(())) => {}
+                    Err(e) => lost(&record.request_id, &e),
+                    Ok(Err(NotQueued::Full)) => lost(
+                        &record.request_id,
+                        &"the outcome queue is full (Redis is far behind)",
+                    ),
+                    Ok(Err(NotQueued::Closed)) => {
+                        lost(&record.request_id, &"the outcome writer has stopped");
+                    }
                 }
-            });
-            return;
-        };
-        let mut record = ticket.record;
-        record.outcome = outcome;
-        let why = match xadd(config, &record, "o", Some(w)) {
-            Err(e) => e.to_string(),
-            Ok(cmd) => match outcomes.push(cmd, record.request_id.clone()) {
-                Ok(()) => return,
-                Err(NotQueued::Full) => "the outcome queue is full (Redis is far behind)".into(),
-                Err(NotQueued::Closed) => "the outcome writer has stopped".into(),
-            },
-        };
-        tracing::warn!(request_id = %record.request_id, error = %why, "audit outcome not recorded; the event will be stored with an unknown outcome");
+            }
+            _ => {
+                let journal = self.clone();
+                tokio::spawn(async move {
+                    let request_id = ticket.record.request_id.clone();
+                    if let Err(e) = journal.record_outcome(ticket, outcome).await {
+                        lost(&request_id, &e);
+                    }
+                });
+            }
+        }
     }
 
     /// Records the complete event of a request that is not forwarded (a denial, a refusal). The

@@ -269,44 +269,38 @@ struct Infra {
     stream_prefix: String,
 }
 
-/// The processes whose CPU time the throughput phase accounts per call.
-#[derive(Clone, Copy)]
-enum Proc {
-    Gateway,
-    Unaudited,
-    Nginx,
-    Sim,
-    Client,
-    Redis,
-    Ingester,
-    Postgres,
+/// A process (or a group of them) whose CPU time the throughput phase accounts per call.
+struct Counted {
+    /// Its column in the table.
+    name: &'static str,
+    pids: Vec<u32>,
+    /// Works only for the gateway's calls, and partly after its slices end (the ingester's fill
+    /// wait, a batch in flight): all it used over the phase is divided by the gateway's calls.
+    gateway_only: bool,
 }
 
-const PROCS: [Proc; 8] = [
-    Proc::Gateway,
-    Proc::Unaudited,
-    Proc::Nginx,
-    Proc::Sim,
-    Proc::Client,
-    Proc::Redis,
-    Proc::Ingester,
-    Proc::Postgres,
-];
+impl Counted {
+    fn new(name: &'static str, pids: Vec<u32>) -> Self {
+        Counted {
+            name,
+            pids,
+            gateway_only: false,
+        }
+    }
 
-/// The pids of each [`Proc`] (nginx: its workers; Postgres: the bench database's backends;
-/// Redis: the server, when it runs on this machine).
-struct Pids([Vec<u32>; 8]);
-
-impl Pids {
-    /// CPU seconds (user + system) each [`Proc`] has used so far, from `/proc/<pid>/stat` (in
-    /// clock ticks of 1/100 s, Linux's `USER_HZ`); a process that is gone counts 0.
-    fn cpu(&self) -> [f64; 8] {
-        self.0
-            .each_ref()
-            .map(|pids| pids.iter().map(|p| cpu_seconds(*p)).sum())
+    /// CPU seconds (user + system) it has used so far; a process that is gone counts 0.
+    fn cpu(&self) -> f64 {
+        self.pids.iter().map(|p| cpu_seconds(*p)).sum()
     }
 }
 
+/// [`Counted::cpu`] of each.
+fn cpu_of(counted: &[Counted]) -> Vec<f64> {
+    counted.iter().map(Counted::cpu).collect()
+}
+
+/// CPU seconds (user + system) `pid` has used, from `/proc/<pid>/stat` (in clock ticks of
+/// 1/100 s, Linux's `USER_HZ`); 0 if it is gone.
 fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
@@ -600,21 +594,31 @@ http {{
     )
     .fetch_all(store.pool())
     .await?;
-    let pids = Pids([
-        vec![gateway.0.id()],
-        vec![unaudited.0.id()],
-        children(nginx.0.id()),
-        vec![sim.0.id()],
-        vec![std::process::id()],
-        redis_pid(&infra.redis_url).await.into_iter().collect(),
-        vec![ingester.0.id()],
-        backends
-            .into_iter()
-            .filter_map(|p| u32::try_from(p).ok())
-            .collect(),
-    ]);
-    let mut cpu = vec![[0.0_f64; 8]; runs.len()];
-    let phase_start = pids.cpu();
+    let backends = backends
+        .into_iter()
+        .filter_map(|p| u32::try_from(p).ok())
+        .collect();
+    let counted = [
+        Counted::new("gateway", vec![gateway.0.id()]),
+        Counted::new("unaud.", vec![unaudited.0.id()]),
+        Counted::new("nginx", children(nginx.0.id())),
+        Counted::new("sim", vec![sim.0.id()]),
+        Counted::new("client", vec![std::process::id()]),
+        Counted::new(
+            "redis",
+            redis_pid(&infra.redis_url).await.into_iter().collect(),
+        ),
+        Counted {
+            gateway_only: true,
+            ..Counted::new("ingester", vec![ingester.0.id()])
+        },
+        Counted {
+            gateway_only: true,
+            ..Counted::new("postgres", backends)
+        },
+    ];
+    let mut cpu = vec![vec![0.0_f64; counted.len()]; runs.len()];
+    let phase_start = cpu_of(&counted);
     eprintln!(
         "throughput with {} connections: {rounds} rounds of {} s per target …",
         o.connections, o.slice
@@ -622,9 +626,9 @@ http {{
     for round in 0..rounds as usize {
         for k in 0..runs.len() {
             let i = (round + k) % runs.len();
-            let before = pids.cpu();
+            let before = cpu_of(&counted);
             let (done, errors) = runs[i].throughput_slice(o.connections, slice).await;
-            let after = pids.cpu();
+            let after = cpu_of(&counted);
             for (sum, (a, b)) in cpu[i].iter_mut().zip(after.iter().zip(before)) {
                 *sum += a - b;
             }
@@ -634,8 +638,11 @@ http {{
     }
     // What the ingester and Postgres still do for the gateway's last slice.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let settled = pids.cpu();
-    let phase: [f64; 8] = std::array::from_fn(|p| settled[p] - phase_start[p]);
+    let phase: Vec<f64> = cpu_of(&counted)
+        .iter()
+        .zip(&phase_start)
+        .map(|(end, start)| end - start)
+        .collect();
     let load_after_speed = load_average();
 
     eprintln!("opening {} sessions on each gateway …", o.sessions);
@@ -721,7 +728,7 @@ http {{
         g99 - u99,
         (1.0 - gw.throughput / un.throughput) * 100.0
     );
-    print_cpu(&targets, &flat, &cpu, &phase, &pids);
+    print_cpu(&targets, &flat, &counted, &cpu, &phase);
     let ratio = |g: f64, n: f64| if n > 0.0 { g / n } else { f64::INFINITY };
     let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
     println!("\nbudgets (DESIGN.md §11):");
@@ -769,54 +776,50 @@ http {{
 }
 
 /// CPU per call flat out, by process: each process's CPU during a target's slices divided by the
-/// calls those slices served. The ingester and Postgres work only for the gateway's calls, and
-/// partly after its slices end (the fill wait, a batch in flight): theirs is all they used over
-/// the phase (`phase`), divided by the gateway's calls.
+/// calls those slices served; for a [`Counted::gateway_only`] one, all it used over the phase
+/// (`phase`) divided by the gateway's calls.
 fn print_cpu(
     targets: &[Target],
     flat: &[(u64, usize)],
-    cpu: &[[f64; 8]],
-    phase: &[f64; 8],
-    pids: &Pids,
+    counted: &[Counted],
+    cpu: &[Vec<f64>],
+    phase: &[f64],
 ) {
-    let deferred = [Proc::Ingester as usize, Proc::Postgres as usize];
+    let found = |name: &str| {
+        counted
+            .iter()
+            .find(|c| c.name == name)
+            .map_or(0, |c| c.pids.len())
+    };
     println!(
         "\nCPU per call flat out (µs, from /proc; Redis: {}; Postgres: {} backend(s) of the bench database):",
-        if pids.0[Proc::Redis as usize].is_empty() {
+        if found("redis") == 0 {
             "not on this machine, not counted"
         } else {
             "the server"
         },
-        pids.0[Proc::Postgres as usize].len()
+        found("postgres")
     );
-    println!(
-        "  {:<10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7}",
-        "target",
-        "gateway",
-        "unaud.",
-        "nginx",
-        "sim",
-        "client",
-        "redis",
-        "ingester",
-        "postgres",
-        "total"
-    );
+    let mut header = format!("  {:<10}", "target");
+    for c in counted {
+        header.push_str(&format!(" {:>8}", c.name));
+    }
+    println!("{header} {:>8}", "total");
     for (i, t) in targets.iter().enumerate() {
         let calls = flat[i].0.max(1) as f64;
-        let mut row = String::new();
+        let mut row = format!("  {:<10}", t.name);
         let mut total = 0.0;
-        for p in PROCS.map(|p| p as usize) {
-            let secs = match (deferred.contains(&p), t.name == "gateway") {
+        for (p, c) in counted.iter().enumerate() {
+            let secs = match (c.gateway_only, t.name == "gateway") {
                 (false, _) => cpu[i][p],
                 (true, true) => phase[p],
                 (true, false) => 0.0,
             };
             let us = secs * 1e6 / calls;
             total += us;
-            row.push_str(&format!(" {us:>7.0}"));
+            row.push_str(&format!(" {us:>8.0}"));
         }
-        println!("  {:<10}{row} {total:>7.0}", t.name);
+        println!("{row} {total:>8.0}");
     }
 }
 
