@@ -1,10 +1,12 @@
 //! Outcomes of forwarded calls, appended to the shard streams off the request path and many per
 //! round trip ([`crate::Journal::record_outcome_in_background`]).
 //!
-//! The request path only queues the outcome's `XADD`. One writer task per journal sends whatever
-//! is queued as one pipeline, waits for its answer, and sends what queued meanwhile: under load an
-//! outcome shares its round trip with many others (a group commit), and when idle each goes alone
-//! at once. An outcome that is lost (Redis down, the queue full, the process gone before the queue
+//! The request path only queues the outcome's `XADD`. One writer task per journal takes the first
+//! outcome queued, lets others gather for [`LINGER`], sends them all as one pipeline, waits for its
+//! answer, and starts again: under load an outcome shares its round trip with many others (a group
+//! commit), so the gateway and Redis pay one wake-up and one socket write per pipeline, not per
+//! call. Nobody waits for an outcome, so the linger costs no call any latency; it only keeps the
+//! outcome in memory a little longer. An outcome that is lost (Redis down, the queue full, the process gone before the queue
 //! drained) leaves its write-ahead alone: the ingester stores that event with an unknown outcome
 //! after the grace period, exactly as when a replica dies between the two halves.
 
@@ -20,6 +22,10 @@ const CAPACITY: usize = 16_384;
 
 /// The most outcomes sent in one pipeline.
 const MAX_PIPELINE: usize = 512;
+
+/// How long the writer lets outcomes gather after the first before it sends them. Outcomes queued
+/// while a pipeline is on the wire join the next one as well.
+const LINGER: Duration = Duration::from_millis(2);
 
 /// The request ids a failure log line names at most.
 const LOGGED_IDS: usize = 8;
@@ -68,6 +74,15 @@ async fn write(connection: ConnectionManager, timeout: Duration, mut rx: mpsc::R
     let mut queued = Vec::with_capacity(MAX_PIPELINE);
     let mut request_ids = Vec::with_capacity(MAX_PIPELINE);
     while rx.recv_many(&mut queued, MAX_PIPELINE).await > 0 {
+        if queued.len() < MAX_PIPELINE {
+            tokio::time::sleep(LINGER).await;
+            while queued.len() < MAX_PIPELINE {
+                match rx.try_recv() {
+                    Ok(q) => queued.push(q),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut pipe = redis::pipe();
         request_ids.clear();
         for q in queued.drain(..) {
