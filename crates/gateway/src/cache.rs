@@ -2,6 +2,12 @@
 //! credentials, and its policy's current version compiled. Read from the store on first use,
 //! kept for at most the TTL, and dropped at once when an invalidation arrives (Redis pub/sub).
 //!
+//! A view past half its TTL is read again in the background by the first request that uses it
+//! (one read per token at a time), while that request and the ones after it go on with the view
+//! they have: a busy grant never waits for the store once it is cached, and no view is used
+//! longer than the TTL. Only a view past its whole TTL (a grant unused for that long, or a store
+//! that failed to answer the refresh) is read on a request's path.
+//!
 //! A generation counter closes the race between a load and an invalidation: a load that started
 //! before the latest invalidation does not put its (possibly stale) answer in the cache.
 //!
@@ -9,7 +15,7 @@
 //! bounded map (a negative cache), so a client repeating a junk token does not read the store each
 //! time. A store error is never remembered: the next request asks again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,8 +83,21 @@ const MAX_NEGATIVE_ENTRIES: usize = 50_000;
 /// Token hash → (when loaded, view).
 type Entries = HashMap<[u8; 32], (Instant, Arc<GrantView>)>;
 
+/// How often the store was read for a grant's configuration (a metric, `waited="request"` when a
+/// request waited for the read, `waited="refresh"` for a background refresh).
+pub(crate) type Reads = prometheus_client::metrics::family::Family<
+    [(&'static str, &'static str); 1],
+    prometheus_client::metrics::counter::Counter,
+>;
+
+fn count_read(reads: &Reads, waited: &'static str) {
+    reads.get_or_create(&[("waited", waited)]).inc();
+}
+
 #[derive(Debug)]
 pub(crate) struct ConfigCache {
+    store: Store,
+    reads: Reads,
     ttl: Duration,
     negative_ttl: Duration,
     generation: AtomicU64,
@@ -88,32 +107,85 @@ pub(crate) struct ConfigCache {
     /// One load at a time per token: concurrent first requests of a grant (or all of them after
     /// an invalidation) wait for one read of the store instead of each making their own.
     loading: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+    /// Tokens whose view is being read again in the background.
+    refreshing: Mutex<HashSet<[u8; 32]>>,
 }
 
 impl ConfigCache {
-    pub(crate) fn new(ttl: Duration, negative_ttl: Duration) -> Self {
+    pub(crate) fn new(store: Store, reads: Reads, ttl: Duration, negative_ttl: Duration) -> Self {
         ConfigCache {
+            store,
+            reads,
             ttl,
             negative_ttl,
             generation: AtomicU64::new(0),
             entries: Mutex::new(HashMap::new()),
             negative: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
+            refreshing: Mutex::new(HashSet::new()),
         }
     }
 
-    fn cached(&self, key: &[u8; 32], now: time::OffsetDateTime) -> Option<Lookup> {
+    /// The cached view of `key` if it is within its TTL, and whether it is past half of it (due
+    /// for a refresh).
+    fn cached(&self, key: &[u8; 32], now: time::OffsetDateTime) -> Option<(Lookup, bool)> {
         let entries = self.entries.lock().expect("cache lock");
         let (at, view) = entries.get(key)?;
-        if at.elapsed() >= self.ttl {
+        let age = at.elapsed();
+        if age >= self.ttl {
             return None;
         }
         // Expiry is checked on every use: a grant may expire while it is cached.
-        Some(if view.grant.is_active(now) {
+        let lookup = if view.grant.is_active(now) {
             Lookup::Active(view.clone())
         } else {
             Lookup::Inactive
-        })
+        };
+        Some((lookup, age >= self.ttl / 2))
+    }
+
+    /// [`ConfigCache::cached`], starting the background refresh of a view that is due.
+    fn cached_or_refresh(
+        self: &Arc<Self>,
+        key: &[u8; 32],
+        now: time::OffsetDateTime,
+    ) -> Option<Lookup> {
+        let (lookup, due) = self.cached(key, now)?;
+        if due
+            && self
+                .refreshing
+                .lock()
+                .expect("refreshing lock")
+                .insert(*key)
+        {
+            let cache = self.clone();
+            let key = *key;
+            tokio::spawn(async move {
+                count_read(&cache.reads, "refresh");
+                let result = tokio::time::timeout(
+                    LOOKUP_TIMEOUT,
+                    cache.load(None, key, time::OffsetDateTime::now_utc()),
+                )
+                .await;
+                cache
+                    .refreshing
+                    .lock()
+                    .expect("refreshing lock")
+                    .remove(&key);
+                // The view in hand stays in use until its TTL; a request past it reads again.
+                match result {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(
+                        error = format!("{e:#}"),
+                        "cannot refresh a cached grant configuration"
+                    ),
+                    Err(_) => tracing::warn!(
+                        "refreshing a cached grant configuration took longer than {LOOKUP_TIMEOUT:?}"
+                    ),
+                }
+            });
+        }
+        Some(lookup)
     }
 
     fn remembered_negative(&self, key: &[u8; 32]) -> Option<Lookup> {
@@ -151,35 +223,33 @@ impl ConfigCache {
 
     /// What the cache knows of the token hashed to `key` without reading the store: its grant,
     /// or that it is unknown, revoked or expired.
-    pub(crate) fn peek(&self, key: &[u8; 32]) -> Option<Lookup> {
-        self.cached(key, time::OffsetDateTime::now_utc())
+    pub(crate) fn peek(self: &Arc<Self>, key: &[u8; 32]) -> Option<Lookup> {
+        self.cached_or_refresh(key, time::OffsetDateTime::now_utc())
             .or_else(|| self.remembered_negative(key))
     }
 
     /// The grant of `token` (hashed to `key`), from the cache or the store.
     pub(crate) async fn lookup(
-        &self,
-        store: &Store,
+        self: &Arc<Self>,
         token: &str,
         key: [u8; 32],
     ) -> anyhow::Result<Lookup> {
-        self.lookup_inner(store, Some(token), key).await
+        self.lookup_inner(Some(token), key).await
     }
 
     /// The grant of the token hashed to `key`, from the cache or the store (for re-checking the
     /// grants of open streams, whose tokens the gateway does not keep).
-    pub(crate) async fn lookup_key(&self, store: &Store, key: [u8; 32]) -> anyhow::Result<Lookup> {
-        self.lookup_inner(store, None, key).await
+    pub(crate) async fn lookup_key(self: &Arc<Self>, key: [u8; 32]) -> anyhow::Result<Lookup> {
+        self.lookup_inner(None, key).await
     }
 
     async fn lookup_inner(
-        &self,
-        store: &Store,
+        self: &Arc<Self>,
         token: Option<&str>,
         key: [u8; 32],
     ) -> anyhow::Result<Lookup> {
         let now = time::OffsetDateTime::now_utc();
-        if let Some(hit) = self.cached(&key, now) {
+        if let Some(hit) = self.cached_or_refresh(&key, now) {
             return Ok(hit);
         }
         let gate = self
@@ -191,10 +261,11 @@ impl ConfigCache {
             .clone();
         let load = async {
             let _turn = gate.lock().await;
-            if let Some(hit) = self.cached(&key, now) {
+            if let Some((hit, _)) = self.cached(&key, now) {
                 return Ok(hit);
             }
-            self.load(store, token, key, now).await
+            count_read(&self.reads, "request");
+            self.load(token, key, now).await
         };
         let result = match tokio::time::timeout(LOOKUP_TIMEOUT, load).await {
             Ok(result) => result,
@@ -210,24 +281,27 @@ impl ConfigCache {
         result
     }
 
+    /// Reads the token's configuration from the store and caches what it found.
     async fn load(
         &self,
-        store: &Store,
         token: Option<&str>,
         key: [u8; 32],
         now: time::OffsetDateTime,
     ) -> anyhow::Result<Lookup> {
         let generation = self.generation.load(Ordering::SeqCst);
+        let store = &self.store;
         let found = match token {
             Some(token) => store.grant_by_token(token).await,
             None => store.grant_by_token_hash(TokenHash(key)).await,
         }
         .context("looking up the grant token")?;
         let Some(grant) = found else {
+            self.forget(&key);
             self.remember_negative(key, false);
             return Ok(Lookup::Unknown);
         };
         if !grant.is_active(now) {
+            self.forget(&key);
             self.remember_negative(key, true);
             return Ok(Lookup::Inactive);
         }
@@ -240,6 +314,12 @@ impl ConfigCache {
             entries.insert(key, (Instant::now(), view.clone()));
         }
         Ok(Lookup::Active(view))
+    }
+
+    /// Drops the view of a token found gone or inactive (a refresh may find that while the view
+    /// is still within its TTL).
+    fn forget(&self, key: &[u8; 32]) {
+        self.entries.lock().expect("cache lock").remove(key);
     }
 }
 

@@ -55,7 +55,7 @@ struct Inner {
     journal: audit::Journal,
     redis: Option<redis::Client>,
     http: reqwest::Client,
-    cache: cache::ConfigCache,
+    cache: Arc<cache::ConfigCache>,
     metrics: metrics::Metrics,
     streams: Arc<streams::Streams>,
     throttle: throttle::FailureThrottle,
@@ -93,7 +93,13 @@ impl Gateway {
             .tcp_nodelay(true)
             .build()
             .context("building the upstream HTTP client")?;
-        let cache = cache::ConfigCache::new(settings.config_ttl, settings.unknown_token_ttl);
+        let metrics = metrics::Metrics::new();
+        let cache = Arc::new(cache::ConfigCache::new(
+            store.clone(),
+            metrics.config_reads(),
+            settings.config_ttl,
+            settings.unknown_token_ttl,
+        ));
         let streams = Arc::new(streams::Streams::new(
             settings.max_streams,
             settings.max_streams_per_org,
@@ -116,7 +122,7 @@ impl Gateway {
                 redis,
                 http,
                 cache,
-                metrics: metrics::Metrics::new(),
+                metrics,
                 streams,
                 throttle,
                 budget,

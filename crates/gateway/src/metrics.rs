@@ -23,6 +23,7 @@ pub(crate) struct Metrics {
     decisions: Family<Labels, Counter>,
     upstream_latency: Histogram,
     limiter_latency: Histogram,
+    config_reads: crate::cache::Reads,
 }
 
 impl Metrics {
@@ -53,7 +54,14 @@ impl Metrics {
             "Time of one rate-limit consume (all counters of a call)",
             limiter_latency.clone(),
         );
+        let config_reads = crate::cache::Reads::default();
+        registry.register(
+            "config_reads",
+            "Reads of a grant's configuration from the store, by who waited: a request, or nobody (a background refresh)",
+            config_reads.clone(),
+        );
         Metrics {
+            config_reads,
             registry: Mutex::new(registry),
             requests,
             decisions,
@@ -83,6 +91,11 @@ impl Metrics {
 
     pub(crate) fn limiter(&self, took: Duration) {
         self.limiter_latency.observe(took.as_secs_f64());
+    }
+
+    /// The counter the configuration cache counts its store reads in.
+    pub(crate) fn config_reads(&self) -> crate::cache::Reads {
+        self.config_reads.clone()
     }
 
     fn render(&self) -> String {

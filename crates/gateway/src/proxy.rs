@@ -294,7 +294,7 @@ async fn authenticate(
     }
     inner
         .cache
-        .lookup(&inner.store, token, key)
+        .lookup(token, key)
         .await
         .map_err(GatewayError::ConfigUnavailable)
 }

@@ -23,7 +23,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// How long an upstream may take to answer (headers, and the whole body of a JSON answer).
     pub response_timeout: Duration,
-    /// How long cached configuration is trusted without an invalidation (the safety net).
+    /// How long cached configuration is trusted without an invalidation (the safety net); a view
+    /// in use is read again in the background after half of it.
     pub config_ttl: Duration,
     /// The most SSE streams (GET streams and requests answered with a stream) open at once on
     /// this replica (503 beyond).

@@ -126,13 +126,13 @@ impl Streams {
     }
 
     /// Reads the grant of every open stream again and closes or updates the streams.
-    async fn recheck(&self, cache: &crate::cache::ConfigCache, store: &store::Store) {
+    async fn recheck(&self, cache: &Arc<crate::cache::ConfigCache>) {
         let tokens: HashSet<[u8; 32]> = {
             let state = self.state.lock().expect("streams lock");
             state.open.values().map(|o| o.token).collect()
         };
         for token in tokens {
-            let lookup = match cache.lookup_key(store, token).await {
+            let lookup = match cache.lookup_key(token).await {
                 Ok(lookup) => lookup,
                 Err(e) => {
                     // Streams stay as they are; the next invalidation or TTL tries again.
@@ -180,7 +180,7 @@ pub(crate) async fn recheck_forever(
         };
         let empty = streams.state.lock().expect("streams lock").open.is_empty();
         if !empty {
-            streams.recheck(&inner.cache, &inner.store).await;
+            streams.recheck(&inner.cache).await;
         }
     }
 }

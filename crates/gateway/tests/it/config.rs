@@ -97,6 +97,97 @@ async fn policy_edits_and_revocations_reach_every_replica_within_a_second(pool: 
     }
 }
 
+/// The gateway's count of store reads for grant configuration, by who waited for them.
+async fn config_reads(gw: &Gw, waited: &str) -> u64 {
+    let metrics = http()
+        .get(format!("{}/metrics", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!("gatehouse_gateway_config_reads_total{{waited=\"{waited}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_busy_grant_never_waits_for_the_store_and_still_sees_changes_within_the_ttl(
+    pool: PgPool,
+) {
+    let store = store(pool);
+    let sim = sim(SimConfig::default()).await;
+    let seed = seed(&store, &sim.url, SEED_POLICY).await;
+    // No Redis, so no invalidation: only the TTL makes a change visible.
+    let ttl = Duration::from_millis(400);
+    let mut settings = Settings::local();
+    settings.config_ttl = ttl;
+    let gw = gateway(&store, settings, Limits::InProcess).await;
+    let mut session = Session::open(&gw.url(&seed), &seed.token).await;
+    let busy = Instant::now();
+    while busy.elapsed() < ttl * 5 {
+        assert_eq!(session.tool_names().await, vec!["retry_task"]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        config_reads(&gw, "request").await,
+        1,
+        "only the first request waited for the store"
+    );
+    let refreshes = config_reads(&gw, "refresh").await;
+    assert!(
+        refreshes >= 4,
+        "read again in the background every half TTL: {refreshes}"
+    );
+
+    publish(
+        &store,
+        &seed,
+        r#"{"version":"1","default":"allow","hide":["retry_task"]}"#,
+    )
+    .await;
+    let published = Instant::now();
+    loop {
+        let names = session.tool_names().await;
+        if names.contains(&"reboot_device".to_owned()) {
+            assert!(!names.contains(&"retry_task".to_owned()));
+            break;
+        }
+        // A view is never used past its TTL; the refresh's own read adds a little.
+        assert!(
+            published.elapsed() < ttl + Duration::from_millis(300),
+            "the change was not seen within the TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(config_reads(&gw, "request").await, 1);
+
+    let mut tx = store.begin(seed.org).await.unwrap();
+    store::grant::revoke_grant(&mut tx, Actor::Operator, seed.grant)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let revoked = Instant::now();
+    loop {
+        let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        if post(&gw.url(&seed), Some(&seed.token), ping, &[])
+            .await
+            .status
+            == 401
+        {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < ttl + Duration::from_millis(300),
+            "the revocation was not seen within the TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn health_readiness_and_metrics(pool: PgPool) {
     let store = store(pool);
