@@ -575,6 +575,7 @@ http {{
     let rounds = o.seconds.div_ceil(o.slice);
     let slice = Duration::from_secs(o.slice);
     let mut latency: Vec<Samples> = runs.iter().map(|_| Samples::default()).collect();
+    let histograms_before = scrape_histograms(gw_port).await;
     eprintln!(
         "latency at {} req/s: {rounds} rounds of {} s per target …",
         o.rate, o.slice
@@ -587,6 +588,10 @@ http {{
             latency[i].errors += errors;
         }
     }
+    let inside = match (histograms_before, scrape_histograms(gw_port).await) {
+        (Ok(before), Ok(after)) => Ok(after.since(&before)),
+        (Err(e), _) | (_, Err(e)) => Err(format!("{e:#}")),
+    };
     let mut flat: Vec<(u64, usize)> = vec![(0, 0); runs.len()];
     // After the warm-up every connection to Postgres the gateway and the ingester keep is open.
     let backends: Vec<i32> = sqlx::query_scalar(
@@ -728,6 +733,7 @@ http {{
         g99 - u99,
         (1.0 - gw.throughput / un.throughput) * 100.0
     );
+    print_inside(&inside);
     print_cpu(&targets, &flat, &counted, &cpu, &phase);
     let ratio = |g: f64, n: f64| if n > 0.0 { g / n } else { f64::INFINITY };
     let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
@@ -773,6 +779,106 @@ http {{
         println!("  a gateway or the ingester exited during the run: the figures are not valid");
     }
     Ok(())
+}
+
+/// The gateway's own latency histograms (`/metrics`): cumulative counts per bucket bound.
+#[derive(Debug, Default)]
+struct Histograms {
+    limiter: Vec<(f64, u64)>,
+    upstream: Vec<(f64, u64)>,
+}
+
+impl Histograms {
+    /// What was observed after `before` was scraped.
+    fn since(mut self, before: &Histograms) -> Histograms {
+        for (now, then) in [
+            (&mut self.limiter, &before.limiter),
+            (&mut self.upstream, &before.upstream),
+        ] {
+            for ((_, n), (_, b)) in now.iter_mut().zip(then) {
+                *n = n.saturating_sub(*b);
+            }
+        }
+        self
+    }
+}
+
+async fn scrape_histograms(port: u16) -> anyhow::Result<Histograms> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let buckets = |name: &str| -> Vec<(f64, u64)> {
+        let prefix = format!("gatehouse_gateway_{name}_seconds_bucket{{le=\"");
+        text.lines()
+            .filter_map(|l| l.strip_prefix(&prefix)?.split_once("\"} "))
+            .filter_map(|(le, n)| {
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, n.trim().parse().ok()?))
+            })
+            .collect()
+    };
+    let h = Histograms {
+        limiter: buckets("limiter_latency"),
+        upstream: buckets("upstream_latency"),
+    };
+    if h.limiter.is_empty() || h.upstream.is_empty() {
+        bail!("the gateway's /metrics has no limiter or upstream latency histogram");
+    }
+    Ok(h)
+}
+
+/// The `q` quantile of cumulative `buckets` in ms, interpolated linearly inside its bucket as
+/// Prometheus's `histogram_quantile` does; `None` without observations or past the last bound.
+fn quantile_ms(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut lower = (0.0, 0);
+    for &(le, n) in buckets {
+        if n as f64 >= rank {
+            if le.is_infinite() {
+                return None;
+            }
+            let within = (rank - lower.1 as f64) / (n - lower.1).max(1) as f64;
+            return Some((lower.0 + (le - lower.0) * within) * 1000.0);
+        }
+        lower = (le, n);
+    }
+    None
+}
+
+/// Where the gateway's own time goes in the latency phase: its two round trips, as its
+/// histograms saw them (bucket bounds a factor 2 apart, so the figures are rough).
+fn print_inside(inside: &Result<Histograms, String>) {
+    println!("
+inside the gateway over the latency phase (its /metrics histograms, factor-2 buckets interpolated):");
+    let h = match inside {
+        Ok(h) => h,
+        Err(e) => {
+            println!("  not available: {e}");
+            return;
+        }
+    };
+    let ms = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |v| format!("{v:.3}"));
+    for (what, b) in [
+        ("limiter round trip (with the write-ahead)", &h.limiter),
+        ("upstream until its answer's head", &h.upstream),
+    ] {
+        println!(
+            "  {what:<42} p50 {} ms, p99 {} ms ({} calls)",
+            ms(quantile_ms(b, 0.50)),
+            ms(quantile_ms(b, 0.99)),
+            b.last().map_or(0, |l| l.1)
+        );
+    }
 }
 
 /// CPU per call flat out, by process: each process's CPU during a target's slices divided by the
@@ -1158,4 +1264,26 @@ pub(crate) fn serve_unaudited() -> anyhow::Result<()> {
         gateway::serve(listener, gateway).await?;
         anyhow::Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile_ms;
+
+    #[test]
+    fn quantiles_interpolate_inside_their_bucket() {
+        // 100 observations: 50 up to 0.1 ms, 40 more up to 0.2 ms, the last 10 up to 0.4 ms.
+        let b = [
+            (0.0001, 50),
+            (0.0002, 90),
+            (0.0004, 100),
+            (f64::INFINITY, 100),
+        ];
+        let near = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-9;
+        assert!(near(quantile_ms(&b, 0.50), 0.1));
+        assert!(near(quantile_ms(&b, 0.70), 0.15));
+        assert!(near(quantile_ms(&b, 0.99), 0.38));
+        assert_eq!(quantile_ms(&[(0.0001, 0), (f64::INFINITY, 0)], 0.5), None);
+        assert_eq!(quantile_ms(&[(0.0001, 0), (f64::INFINITY, 5)], 0.5), None);
+    }
 }
