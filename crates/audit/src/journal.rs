@@ -25,6 +25,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Value};
 use serde_json::Value as Json;
 use store::Store;
+use tokio_util::task::TaskTracker;
 
 use crate::outcomes::{NotQueued, OutcomeQueue};
 use crate::{AuditRecord, Error, Outcome};
@@ -122,6 +123,8 @@ enum Backend {
     Outbox {
         store: Store,
         call_timeout: Duration,
+        /// The tasks of [`Journal::record_outcome_in_background`], for [`Journal::flush`].
+        outcomes: TaskTracker,
     },
     /// Nothing written anywhere: [`Journal::unaudited_benchmark_only`].
     UnauditedBenchmarkOnly,
@@ -212,6 +215,7 @@ impl Journal {
             backend: Backend::Outbox {
                 store,
                 call_timeout,
+                outcomes: TaskTracker::new(),
             },
         }
     }
@@ -241,6 +245,7 @@ impl Journal {
             Backend::Outbox {
                 store,
                 call_timeout,
+                ..
             } => bounded(*call_timeout, store.ping()).await?,
             Backend::UnauditedBenchmarkOnly => {}
         }
@@ -258,6 +263,7 @@ impl Journal {
             Backend::Outbox {
                 store,
                 call_timeout,
+                ..
             } => {
                 let event = encode(&record)?;
                 let id = bounded(
@@ -352,6 +358,7 @@ impl Journal {
                 Backend::Outbox {
                     store,
                     call_timeout,
+                    ..
                 },
                 Entry::Outbox(id),
             ) => {
@@ -402,16 +409,40 @@ impl Journal {
                     }
                 }
             }
-            _ => {
+            (Backend::Outbox { outcomes, .. }, _) => {
                 let journal = self.clone();
-                tokio::spawn(async move {
+                outcomes.spawn(async move {
                     let request_id = ticket.record.request_id.clone();
                     if let Err(e) = journal.record_outcome(ticket, outcome).await {
                         lost(&request_id, &e);
                     }
                 });
             }
+            (Backend::Streams { .. }, _) => lost(
+                &ticket.record.request_id,
+                &"the outcome was handed to another journal than its write-ahead's",
+            ),
         }
+    }
+
+    /// Waits, at most `timeout`, until every outcome recorded in the background before the call
+    /// has been written (or has failed, and been logged): what a gateway does last when it
+    /// stops, so that the calls it answered are not stored with an unknown outcome.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        let flushed = async {
+            match &self.backend {
+                Backend::Streams { outcomes, .. } => outcomes.flush().await,
+                Backend::Outbox { outcomes, .. } => {
+                    outcomes.close();
+                    outcomes.wait().await;
+                    outcomes.reopen();
+                }
+                Backend::UnauditedBenchmarkOnly => {}
+            }
+        };
+        tokio::time::timeout(timeout, flushed)
+            .await
+            .map_err(|_| Error::Timeout(timeout))
     }
 
     /// Records the complete event of a request that is not forwarded (a denial, a refusal). The
@@ -426,6 +457,7 @@ impl Journal {
             Backend::Outbox {
                 store,
                 call_timeout,
+                ..
             } => {
                 let event = encode(&record)?;
                 bounded(

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::journal::within;
 
@@ -30,9 +30,13 @@ const LINGER: Duration = Duration::from_millis(2);
 /// The request ids a failure log line names at most.
 const LOGGED_IDS: usize = 8;
 
-struct Queued {
-    xadd: redis::Cmd,
-    request_id: String,
+enum Queued {
+    Outcome {
+        xadd: redis::Cmd,
+        request_id: String,
+    },
+    /// Answered once everything queued before it has been sent.
+    Flush(oneshot::Sender<()>),
 }
 
 /// Why an outcome was not queued.
@@ -62,19 +66,30 @@ impl OutcomeQueue {
 
     pub(crate) fn push(&self, xadd: redis::Cmd, request_id: String) -> Result<(), NotQueued> {
         self.tx
-            .try_send(Queued { xadd, request_id })
+            .try_send(Queued::Outcome { xadd, request_id })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => NotQueued::Full,
                 mpsc::error::TrySendError::Closed(_) => NotQueued::Closed,
             })
+    }
+
+    /// Returns once every outcome queued before the call has been sent (whatever Redis answered:
+    /// a failure is logged by the writer), or at once when the writer is gone.
+    pub(crate) async fn flush(&self) {
+        let (done, sent) = oneshot::channel();
+        if self.tx.send(Queued::Flush(done)).await.is_ok() {
+            let _ = sent.await;
+        }
     }
 }
 
 async fn write(connection: ConnectionManager, timeout: Duration, mut rx: mpsc::Receiver<Queued>) {
     let mut queued = Vec::with_capacity(MAX_PIPELINE);
     let mut request_ids = Vec::with_capacity(MAX_PIPELINE);
+    let mut flushes = Vec::new();
     while rx.recv_many(&mut queued, MAX_PIPELINE).await > 0 {
-        if queued.len() < MAX_PIPELINE {
+        let flushing = queued.iter().any(|q| matches!(q, Queued::Flush(_)));
+        if queued.len() < MAX_PIPELINE && !flushing {
             tokio::time::sleep(LINGER).await;
             while queued.len() < MAX_PIPELINE {
                 match rx.try_recv() {
@@ -86,11 +101,24 @@ async fn write(connection: ConnectionManager, timeout: Duration, mut rx: mpsc::R
         let mut pipe = redis::pipe();
         request_ids.clear();
         for q in queued.drain(..) {
-            pipe.add_command(q.xadd).ignore();
-            request_ids.push(q.request_id);
+            match q {
+                Queued::Outcome { xadd, request_id } => {
+                    pipe.add_command(xadd).ignore();
+                    request_ids.push(request_id);
+                }
+                Queued::Flush(done) => flushes.push(done),
+            }
         }
         let mut con = connection.clone();
-        if let Err(e) = within(timeout, pipe.query_async::<()>(&mut con)).await {
+        let sent = if request_ids.is_empty() {
+            Ok(())
+        } else {
+            within(timeout, pipe.query_async::<()>(&mut con)).await
+        };
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+        if let Err(e) = sent {
             tracing::warn!(
                 error = %e,
                 outcomes = request_ids.len(),

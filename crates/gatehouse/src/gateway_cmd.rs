@@ -83,6 +83,10 @@ pub(crate) struct GatewayArgs {
     /// How long a client may take to send a request body, in milliseconds (408 beyond).
     #[arg(long, env = "GATEHOUSE_BODY_TIMEOUT_MS", default_value_t = 10_000)]
     body_timeout_ms: u64,
+    /// On SIGTERM or Ctrl-C, how long the requests in flight get to finish before the gateway
+    /// writes the audit outcomes still queued and exits, in milliseconds.
+    #[arg(long, env = "GATEHOUSE_SHUTDOWN_DRAIN_MS", default_value_t = 20_000)]
+    pub(crate) shutdown_drain_ms: u64,
     /// How long an unknown, revoked or expired token is remembered as such, in milliseconds.
     #[arg(long, env = "GATEHOUSE_UNKNOWN_TOKEN_TTL_MS", default_value_t = 10_000)]
     unknown_token_ttl_ms: u64,
@@ -142,11 +146,22 @@ pub(crate) fn run(args: GatewayArgs) -> ExitCode {
 }
 
 async fn start(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let drain = Duration::from_millis(args.shutdown_drain_ms);
     let (gateway, listener) = match prepare(args).await? {
         Ok(ready) => ready,
         Err(code) => return Ok(code),
     };
-    gateway::serve(listener, gateway).await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let stop = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!(?drain, "stopping: finishing the requests in flight");
+    };
+    gateway::serve_until(listener, gateway, stop, drain).await?;
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -161,8 +161,13 @@ async fn run_everything(args: &UpArgs) -> Result<ExitCode> {
             .await
             .context("serving the admin web app")
     });
-    tasks.spawn(async move {
-        gateway::serve(listener, gateway)
+    let drain = Duration::from_millis(args.gateway.shutdown_drain_ms);
+    let (stop_gateway, gateway_stop) = tokio::sync::oneshot::channel::<()>();
+    let mut gateway_task = tokio::spawn(async move {
+        let stop = async {
+            let _ = gateway_stop.await;
+        };
+        gateway::serve_until(listener, gateway, stop, drain)
             .await
             .context("serving the gateway")
     });
@@ -198,9 +203,19 @@ async fn run_everything(args: &UpArgs) -> Result<ExitCode> {
 
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {
-            eprintln!("gatehouse: stopping");
+            eprintln!("gatehouse: stopping: finishing the calls in flight (Ctrl-C again to stop now)");
+            let _ = stop_gateway.send(());
+            tokio::select! {
+                stopped = gateway_task => stopped.context("the gateway panicked")??,
+                _ = tokio::signal::ctrl_c() => eprintln!("gatehouse: stopping now"),
+            }
             Ok(ExitCode::SUCCESS)
         }
+        ended = &mut gateway_task => match ended {
+            Ok(Ok(())) => bail!("the gateway stopped unexpectedly"),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e).context("the gateway panicked"),
+        },
         Some(ended) = tasks.join_next() => {
             match ended {
                 Ok(Ok(())) => bail!("a component stopped unexpectedly"),

@@ -32,6 +32,7 @@ mod throttle;
 pub mod webhook;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -193,14 +194,50 @@ pub fn router(gateway: Gateway) -> Router {
 
 /// Serves the gateway on `listener` until the process is stopped.
 pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::io::Result<()> {
+    serve_until(listener, gateway, std::future::pending(), Duration::ZERO).await
+}
+
+/// How long the outcomes still queued when a gateway stops may take to be written.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`serve`] until `shutdown` resolves; then the gateway stops accepting connections, gives the
+/// requests in flight up to `drain` to finish (a call forwarded is answered, not cut), and writes
+/// the audit outcomes still queued before it returns, so the calls it answered are not stored
+/// with an unknown outcome. Requests still running after `drain` (a held approval, an open SSE
+/// stream) end with the process; their events are stored as unknown after the ingester's grace.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
     use axum::serve::ListenerExt as _;
     // Small JSON-RPC answers and SSE events must leave at once, not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
         listener,
-        router(gateway).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router(gateway.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .await
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    })
+    .into_future();
+    let drained = async move {
+        match stopped.await {
+            Ok(()) => tokio::time::sleep(drain).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        () = drained => tracing::warn!(?drain, "requests still in flight after the drain period; stopping without them"),
+    }
+    if let Err(e) = gateway.inner.journal.flush(FLUSH_TIMEOUT).await {
+        tracing::warn!(error = %e, "audit outcomes still queued at shutdown were not all written; their events will be stored with an unknown outcome");
+    }
+    Ok(())
 }

@@ -274,3 +274,87 @@ async fn outcomes_recorded_in_the_background_all_arrive_with_their_write_aheads(
     let again = ingester.step().await.unwrap();
     assert_eq!((again.read, again.deferred), (0, 0), "nothing left pending");
 }
+
+/// The `o` entries written so far across the shards of `streams`.
+async fn outcome_entries(streams: &StreamConfig) -> usize {
+    let mut con = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut n = 0;
+    for shard in 0..streams.shards {
+        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(streams.stream_key(shard))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        n += entries
+            .iter()
+            .filter(|(_, f)| f.iter().any(|(k, v)| k == "k" && v == "o"))
+            .count();
+    }
+    n
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_flush_returns_once_every_queued_outcome_is_written(pool: PgPool) {
+    let store = store(pool);
+    let org = org(&store).await;
+    let streams = streams();
+    let journal = journal(&streams).await;
+    for round in 0..2 {
+        let mut tickets = Vec::new();
+        for i in 0..300 {
+            tickets.push(
+                journal
+                    .write_ahead(record(org, &format!("req-{round}-{i}")))
+                    .await
+                    .unwrap(),
+            );
+        }
+        for t in tickets {
+            journal.record_outcome_in_background(t, ok_outcome());
+        }
+        journal.flush(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            outcome_entries(&streams).await,
+            300 * (round + 1),
+            "all written when flush returned (round {round})"
+        );
+    }
+    // Nothing queued: at once.
+    let at = Instant::now();
+    journal.flush(Duration::from_secs(5)).await.unwrap();
+    assert!(at.elapsed() < Duration::from_secs(1));
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_flush_of_the_outbox_waits_for_its_outcome_tasks(pool: PgPool) {
+    let store = store(pool);
+    let org = org(&store).await;
+    let journal = Journal::outbox(store.clone(), Duration::from_secs(5));
+    for round in 0..2 {
+        let mut tickets = Vec::new();
+        for i in 0..50 {
+            tickets.push(
+                journal
+                    .write_ahead(record(org, &format!("req-{round}-{i}")))
+                    .await
+                    .unwrap(),
+            );
+        }
+        for t in tickets {
+            journal.record_outcome_in_background(t, ok_outcome());
+        }
+        journal.flush(Duration::from_secs(5)).await.unwrap();
+        let rows = store.audit_outbox_of(org).await.unwrap();
+        assert_eq!(rows.len(), 50 * (round + 1));
+        assert!(
+            rows.iter().all(|r| r.complete),
+            "every outcome written when flush returned (round {round})"
+        );
+    }
+}

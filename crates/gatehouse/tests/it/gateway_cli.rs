@@ -14,6 +14,26 @@ const REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub(crate) struct Killed(Child);
 
 impl Killed {
+    /// SIGTERM, as a service manager stops it; the exit status once it has exited (within 15 s).
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-s", "TERM", &self.0.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "still running 15 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: the process gets no chance to finish anything.
     pub(crate) fn kill_now(&mut self) {
         self.0.kill().expect("kill");
@@ -129,7 +149,7 @@ async fn gateway_serves_proxy_urls_and_sees_cli_changes_within_a_second() {
     let listen = format!("127.0.0.1:{gateway_port}");
     // This test's own audit streams: nothing ingests them, and no other test's ingester sees them.
     let audit_prefix = format!("gh:audit-test:{}", uuid::Uuid::new_v4().simple());
-    let _gateway = spawn(
+    let mut gateway = spawn(
         &["gateway", "--listen", &listen],
         &[
             ("DATABASE_URL", url.as_str()),
@@ -199,6 +219,10 @@ async fn gateway_serves_proxy_urls_and_sees_cli_changes_within_a_second() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // Nothing in flight: SIGTERM stops it at once, cleanly.
+    let status = gateway.terminate();
+    assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
     db.drop().await;
 }

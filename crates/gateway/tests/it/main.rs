@@ -14,6 +14,7 @@ mod hostile;
 mod peers;
 mod pinning;
 mod sessions;
+mod shutdown;
 mod streams;
 mod support;
 mod upstream;

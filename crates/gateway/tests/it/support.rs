@@ -160,13 +160,16 @@ pub(crate) struct Gw {
     pub(crate) signal: gateway::ApprovalSignal,
     store: Store,
     streams: Option<audit::StreamConfig>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     listener_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Gw {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(t) = &self.task {
+            t.abort();
+        }
         if let Some(t) = &self.listener_task {
             t.abort();
         }
@@ -176,6 +179,45 @@ impl Drop for Gw {
 impl Gw {
     pub(crate) fn url(&self, seed: &Seed) -> String {
         format!("{}/mcp/{}", self.base, seed.server)
+    }
+
+    /// Tells the gateway to stop (as SIGTERM does) and waits until it has: the requests in
+    /// flight answered (within [`DRAIN`]) and the queued audit outcomes written.
+    pub(crate) async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("the gateway stopped cleanly");
+        }
+    }
+
+    /// The stream entries of `kind` (`w`, `o`, `c`) written so far, across shards, unread.
+    pub(crate) async fn journal_entries(&self, kind: &str) -> usize {
+        let streams = self
+            .streams
+            .as_ref()
+            .expect("a gateway with a Redis journal");
+        let mut con = redis::Client::open(REDIS_URL)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut n = 0;
+        for shard in 0..streams.shards {
+            let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                .arg(streams.stream_key(shard))
+                .arg("-")
+                .arg("+")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            n += entries
+                .iter()
+                .filter(|(_, fields)| fields.iter().any(|(k, v)| k == "k" && v == kind))
+                .count();
+        }
+        n
     }
 
     /// The audit events of `org`, as stored in the audit log once the journal was ingested
@@ -336,18 +378,28 @@ pub(crate) async fn gateway_with(
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let g = gateway.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        gateway::serve(listener, g).await.expect("serve");
+        let stop = async {
+            let _ = stopped.await;
+        };
+        gateway::serve_until(listener, g, stop, DRAIN)
+            .await
+            .expect("serve");
     });
     Gw {
         base: format!("http://{addr}"),
         signal: gateway.approval_signal(),
         store: store.clone(),
         streams,
-        task,
+        task: Some(task),
+        stop: Some(stop),
         listener_task,
     }
 }
+
+/// How long a test gateway told to stop waits for the requests in flight.
+pub(crate) const DRAIN: Duration = Duration::from_secs(10);
 
 /// A unique pub/sub channel per test, so tests do not flush each other's caches.
 pub(crate) fn channel() -> String {
