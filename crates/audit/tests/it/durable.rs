@@ -275,6 +275,18 @@ async fn outcomes_recorded_in_the_background_all_arrive_with_their_write_aheads(
     assert_eq!((again.read, again.deferred), (0, 0), "nothing left pending");
 }
 
+/// Writes `n` calls ahead and hands their outcomes to the background writer.
+async fn queue_outcomes(journal: &Journal, org: store::OrgId, round: usize, n: usize) {
+    let mut tickets = Vec::new();
+    for i in 0..n {
+        let request_id = format!("req-{round}-{i}");
+        tickets.push(journal.write_ahead(record(org, &request_id)).await.unwrap());
+    }
+    for t in tickets {
+        journal.record_outcome_in_background(t, ok_outcome());
+    }
+}
+
 /// The `o` entries written so far across the shards of `streams`.
 async fn outcome_entries(streams: &StreamConfig) -> usize {
     let mut con = redis::Client::open(redis_url())
@@ -306,18 +318,7 @@ async fn a_flush_returns_once_every_queued_outcome_is_written(pool: PgPool) {
     let streams = streams();
     let journal = journal(&streams).await;
     for round in 0..2 {
-        let mut tickets = Vec::new();
-        for i in 0..300 {
-            tickets.push(
-                journal
-                    .write_ahead(record(org, &format!("req-{round}-{i}")))
-                    .await
-                    .unwrap(),
-            );
-        }
-        for t in tickets {
-            journal.record_outcome_in_background(t, ok_outcome());
-        }
+        queue_outcomes(&journal, org, round, 300).await;
         journal.flush(Duration::from_secs(5)).await.unwrap();
         assert_eq!(
             outcome_entries(&streams).await,
@@ -337,18 +338,7 @@ async fn a_flush_of_the_outbox_waits_for_its_outcome_tasks(pool: PgPool) {
     let org = org(&store).await;
     let journal = Journal::outbox(store.clone(), Duration::from_secs(5));
     for round in 0..2 {
-        let mut tickets = Vec::new();
-        for i in 0..50 {
-            tickets.push(
-                journal
-                    .write_ahead(record(org, &format!("req-{round}-{i}")))
-                    .await
-                    .unwrap(),
-            );
-        }
-        for t in tickets {
-            journal.record_outcome_in_background(t, ok_outcome());
-        }
+        queue_outcomes(&journal, org, round, 50).await;
         journal.flush(Duration::from_secs(5)).await.unwrap();
         let rows = store.audit_outbox_of(org).await.unwrap();
         assert_eq!(rows.len(), 50 * (round + 1));

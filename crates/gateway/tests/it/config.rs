@@ -7,7 +7,6 @@ use gateway::Settings;
 use genieacs_sim::SimConfig;
 use serde_json::json;
 use sqlx::PgPool;
-use store::Actor;
 
 use crate::support::*;
 
@@ -74,11 +73,7 @@ async fn policy_edits_and_revocations_reach_every_replica_within_a_second(pool: 
         .json();
     assert_eq!(call["error"]["message"], "Unknown tool: retry_task");
 
-    let mut tx = store.begin(seed.org).await.unwrap();
-    store::grant::revoke_grant(&mut tx, Actor::Operator, seed.grant)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    revoke(&store, &seed).await;
     let revoked = Instant::now();
     gateway::invalidate::publish(&redis, &channel, "grant")
         .await
@@ -97,16 +92,20 @@ async fn policy_edits_and_revocations_reach_every_replica_within_a_second(pool: 
     }
 }
 
-/// The gateway's count of store reads for grant configuration, by who waited for them.
-async fn config_reads(gw: &Gw, waited: &str) -> u64 {
-    let metrics = http()
+async fn metrics(gw: &Gw) -> String {
+    http()
         .get(format!("{}/metrics", gw.base))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The gateway's count of store reads for grant configuration, by who waited for them.
+async fn config_reads(gw: &Gw, waited: &str) -> u64 {
+    let metrics = metrics(gw).await;
     let line = format!("gatehouse_gateway_config_reads_total{{waited=\"{waited}\"}} ");
     metrics
         .lines()
@@ -165,11 +164,7 @@ async fn a_busy_grant_never_waits_for_the_store_and_still_sees_changes_within_th
     }
     assert_eq!(config_reads(&gw, "request").await, 1);
 
-    let mut tx = store.begin(seed.org).await.unwrap();
-    store::grant::revoke_grant(&mut tx, Actor::Operator, seed.grant)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    revoke(&store, &seed).await;
     let revoked = Instant::now();
     loop {
         let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
@@ -220,14 +215,7 @@ async fn health_readiness_and_metrics(pool: PgPool) {
     let ready: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(ready["postgres"], "up");
     assert_eq!(ready["redis"], "up");
-    let metrics = http()
-        .get(format!("{}/metrics", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&gw).await;
     assert!(
         metrics.contains(r#"gatehouse_gateway_decisions_total{decision="allow"} 1"#),
         "{metrics}"

@@ -237,11 +237,7 @@ async fn a_revocation_or_a_server_edit_closes_open_streams_within_a_second(pool:
         (revoked.status().as_u16(), kept.status().as_u16()),
         (200, 200)
     );
-    let mut tx = store.begin(seed.org).await.expect("tx");
-    store::grant::revoke_grant(&mut tx, store::Actor::Operator, seed.grant)
-        .await
-        .expect("revoke");
-    tx.commit().await.expect("commit");
+    revoke(&store, &seed).await;
     gateway::invalidate::publish(&redis, &channel, "grant:revoked")
         .await
         .expect("publish");

@@ -137,6 +137,15 @@ pub(crate) async fn mint(
     (minted.grant.grant_id, minted.token.expose().clone())
 }
 
+/// Revokes the seed's grant, as `gatehouse grant revoke` does (without announcing it).
+pub(crate) async fn revoke(store: &Store, seed: &Seed) {
+    let mut tx = store.begin(seed.org).await.expect("tx");
+    store::grant::revoke_grant(&mut tx, Actor::Operator, seed.grant)
+        .await
+        .expect("revoke");
+    tx.commit().await.expect("commit");
+}
+
 pub(crate) async fn publish(store: &Store, seed: &Seed, policy: &str) {
     let mut tx = store.begin(seed.org).await.expect("tx");
     store::policy::publish_policy_version(
@@ -190,34 +199,6 @@ impl Gw {
         if let Some(task) = self.task.take() {
             task.await.expect("the gateway stopped cleanly");
         }
-    }
-
-    /// The stream entries of `kind` (`w`, `o`, `c`) written so far, across shards, unread.
-    pub(crate) async fn journal_entries(&self, kind: &str) -> usize {
-        let streams = self
-            .streams
-            .as_ref()
-            .expect("a gateway with a Redis journal");
-        let mut con = redis::Client::open(REDIS_URL)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        let mut n = 0;
-        for shard in 0..streams.shards {
-            let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-                .arg(streams.stream_key(shard))
-                .arg("-")
-                .arg("+")
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            n += entries
-                .iter()
-                .filter(|(_, fields)| fields.iter().any(|(k, v)| k == "k" && v == kind))
-                .count();
-        }
-        n
     }
 
     /// The audit events of `org`, as stored in the audit log once the journal was ingested
