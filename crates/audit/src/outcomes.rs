@@ -6,9 +6,11 @@
 //! answer, and starts again: under load an outcome shares its round trip with many others (a group
 //! commit), so the gateway and Redis pay one wake-up and one socket write per pipeline, not per
 //! call. Nobody waits for an outcome, so the linger costs no call any latency; it only keeps the
-//! outcome in memory a little longer. An outcome that is lost (Redis down, the queue full, the process gone before the queue
-//! drained) leaves its write-ahead alone: the ingester stores that event with an unknown outcome
-//! after the grace period, exactly as when a replica dies between the two halves.
+//! outcome in memory a little longer. A gateway that stops flushes the queue first
+//! ([`OutcomeQueue::flush`]). An outcome that is lost (Redis down, the queue full, a process
+//! killed before the queue drained) leaves its write-ahead alone: the ingester stores that event
+//! with an unknown outcome after the grace period, exactly as when a replica dies between the two
+//! halves.
 
 use std::time::Duration;
 

@@ -15,7 +15,7 @@
 //! bounded map (a negative cache), so a client repeating a junk token does not read the store each
 //! time. A store error is never remembered: the next request asks again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,10 +105,9 @@ pub(crate) struct ConfigCache {
     /// Token hash → (when found unknown or inactive, which of the two).
     negative: Mutex<HashMap<[u8; 32], (Instant, bool)>>,
     /// One load at a time per token: concurrent first requests of a grant (or all of them after
-    /// an invalidation) wait for one read of the store instead of each making their own.
+    /// an invalidation) wait for one read of the store instead of each making their own, and a
+    /// background refresh holds the same gate.
     loading: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
-    /// Tokens whose view is being read again in the background.
-    refreshing: Mutex<HashSet<[u8; 32]>>,
 }
 
 impl ConfigCache {
@@ -122,7 +121,6 @@ impl ConfigCache {
             entries: Mutex::new(HashMap::new()),
             negative: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
-            refreshing: Mutex::new(HashSet::new()),
         }
     }
 
@@ -151,41 +149,42 @@ impl ConfigCache {
         now: time::OffsetDateTime,
     ) -> Option<Lookup> {
         let (lookup, due) = self.cached(key, now)?;
-        if due
-            && self
-                .refreshing
-                .lock()
-                .expect("refreshing lock")
-                .insert(*key)
-        {
-            let cache = self.clone();
-            let key = *key;
-            tokio::spawn(async move {
-                count_read(&cache.reads, "refresh");
-                let result = tokio::time::timeout(
-                    LOOKUP_TIMEOUT,
-                    cache.load(None, key, time::OffsetDateTime::now_utc()),
-                )
-                .await;
-                cache
-                    .refreshing
-                    .lock()
-                    .expect("refreshing lock")
-                    .remove(&key);
-                // The view in hand stays in use until its TTL; a request past it reads again.
-                match result {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::warn!(
-                        error = format!("{e:#}"),
-                        "cannot refresh a cached grant configuration"
-                    ),
-                    Err(_) => tracing::warn!(
-                        "refreshing a cached grant configuration took longer than {LOOKUP_TIMEOUT:?}"
-                    ),
+        if due {
+            let gate = self.gate(*key);
+            // A read of this token already running (a refresh, or a request's) will do.
+            match gate.clone().try_lock_owned() {
+                Ok(turn) => {
+                    tokio::spawn(self.clone().refresh(*key, gate, turn));
                 }
-            });
+                Err(_) => self.release_gate(*key, &gate),
+            }
         }
         Some(lookup)
+    }
+
+    /// Reads `key`'s view again while holding its gate (`turn`); the view in hand stays in use
+    /// until its TTL, and a request past it reads again.
+    async fn refresh(
+        self: Arc<Self>,
+        key: [u8; 32],
+        gate: Arc<tokio::sync::Mutex<()>>,
+        turn: tokio::sync::OwnedMutexGuard<()>,
+    ) {
+        count_read(&self.reads, "refresh");
+        let read = self.load(None, key, time::OffsetDateTime::now_utc());
+        let result = tokio::time::timeout(LOOKUP_TIMEOUT, read).await;
+        drop(turn);
+        self.release_gate(key, &gate);
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot refresh a cached grant configuration"
+            ),
+            Err(_) => tracing::warn!(
+                "refreshing a cached grant configuration took longer than {LOOKUP_TIMEOUT:?}"
+            ),
+        }
     }
 
     fn remembered_negative(&self, key: &[u8; 32]) -> Option<Lookup> {
@@ -252,13 +251,7 @@ impl ConfigCache {
         if let Some(hit) = self.cached_or_refresh(&key, now) {
             return Ok(hit);
         }
-        let gate = self
-            .loading
-            .lock()
-            .expect("loading lock")
-            .entry(key)
-            .or_default()
-            .clone();
+        let gate = self.gate(key);
         let load = async {
             let _turn = gate.lock().await;
             if let Some((hit, _)) = self.cached(&key, now) {
@@ -273,12 +266,27 @@ impl ConfigCache {
                 "the configuration store did not answer within {LOOKUP_TIMEOUT:?}"
             )),
         };
+        self.release_gate(key, &gate);
+        result
+    }
+
+    /// The gate that lets one read of `key`'s configuration run at a time.
+    fn gate(&self, key: [u8; 32]) -> Arc<tokio::sync::Mutex<()>> {
+        self.loading
+            .lock()
+            .expect("loading lock")
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+
+    /// Gives back a [`ConfigCache::gate`] (its lock already released): the last one out removes
+    /// it from the map (the map's own reference plus the caller's).
+    fn release_gate(&self, key: [u8; 32], gate: &Arc<tokio::sync::Mutex<()>>) {
         let mut loading = self.loading.lock().expect("loading lock");
-        // The last one out removes the gate (the map's own reference plus ours).
-        if Arc::strong_count(&gate) <= 2 {
+        if Arc::strong_count(gate) <= 2 {
             loading.remove(&key);
         }
-        result
     }
 
     /// Reads the token's configuration from the store and caches what it found.

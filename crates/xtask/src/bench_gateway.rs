@@ -858,8 +858,9 @@ fn quantile_ms(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
 /// Where the gateway's own time goes in the latency phase: its two round trips, as its
 /// histograms saw them (bucket bounds a factor 2 apart, so the figures are rough).
 fn print_inside(inside: &Result<Histograms, String>) {
-    println!("
-inside the gateway over the latency phase (its /metrics histograms, factor-2 buckets interpolated):");
+    println!(
+        "\ninside the gateway over the latency phase (its /metrics histograms, factor-2 buckets interpolated):"
+    );
     let h = match inside {
         Ok(h) => h,
         Err(e) => {
