@@ -203,8 +203,9 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`serve`] until `shutdown` resolves; then the gateway stops accepting connections, gives the
 /// requests in flight up to `drain` to finish (a call forwarded is answered, not cut), and writes
 /// the audit outcomes still queued before it returns, so the calls it answered are not stored
-/// with an unknown outcome. Requests still running after `drain` (a held approval, an open SSE
-/// stream) end with the process; their events are stored as unknown after the ingester's grace.
+/// with an unknown outcome. Open GET streams end at once (their clients resume elsewhere with
+/// `Last-Event-ID`). Requests still running after `drain` (a held approval, a call's stream that
+/// goes on) end with the process; their events are stored as unknown after the ingester's grace.
 pub async fn serve_until(
     listener: tokio::net::TcpListener,
     gateway: Gateway,
@@ -226,9 +227,13 @@ pub async fn serve_until(
         let _ = stopping.send(());
     })
     .into_future();
+    let streams = gateway.inner.streams.clone();
     let drained = async move {
         match stopped.await {
-            Ok(()) => tokio::time::sleep(drain).await,
+            Ok(()) => {
+                streams.stop_get_streams();
+                tokio::time::sleep(drain).await;
+            }
             Err(_) => std::future::pending().await,
         }
     };

@@ -41,6 +41,8 @@ pub(crate) struct Streams {
     state: Mutex<State>,
     /// Poked on every configuration invalidation: the open streams' grants are read again.
     changed: Notify,
+    /// Set when the replica stops: its GET streams end at once.
+    stopping: watch::Sender<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -87,7 +89,16 @@ impl Streams {
             max_per_org,
             state: Mutex::new(State::default()),
             changed: Notify::new(),
+            stopping: watch::Sender::new(false),
         }
+    }
+
+    /// Ends every GET stream, now and any opened later, because the replica is stopping: they
+    /// would otherwise hold its drain until it runs out, and their clients resume on another
+    /// replica with `Last-Event-ID` either way. Streams answering a request are left to finish
+    /// within the drain, like any call in flight.
+    pub(crate) fn stop_get_streams(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// A slot for a stream of `view`'s grant, or 503 when the replica or the organisation has
@@ -209,6 +220,8 @@ enum End {
     Lifetime,
     Revoked,
     Unreadable,
+    /// The replica is stopping (GET streams only).
+    Stopping,
 }
 
 /// The upstream's stream as the client gets it (see the module documentation).
@@ -222,6 +235,7 @@ pub(crate) fn body(
         view: Arc<GrantView>,
         answered: bool,
         deadline: tokio::time::Instant,
+        stopping: watch::Receiver<bool>,
         done: bool,
         p: Proxied,
     }
@@ -237,6 +251,7 @@ pub(crate) fn body(
         view,
         answered: false,
         deadline: tokio::time::Instant::now() + proxied.lifetime,
+        stopping: proxied.slot.streams.stopping.subscribe(),
         done: false,
         p: proxied,
     };
@@ -247,7 +262,7 @@ pub(crate) fn body(
         tracing::info!(?why, "stream ended by the gateway");
         let id = st.p.request.as_ref().filter(|_| !st.answered)?;
         let reply = match why {
-            End::Idle | End::Lifetime => {
+            End::Idle | End::Lifetime | End::Stopping => {
                 reply::upstream_failed(Some(id.as_id()), UpstreamFailure::Timeout)
             }
             End::Unreadable => {
@@ -265,6 +280,7 @@ pub(crate) fn body(
     }
     enum Step {
         Changed(bool),
+        Stopping,
         Lifetime,
         Idle,
         Upstream(Option<reqwest::Result<Bytes>>),
@@ -277,6 +293,7 @@ pub(crate) fn body(
             let step = tokio::select! {
                 biased;
                 changed = st.p.slot.view.changed() => Step::Changed(changed.is_ok()),
+                _ = st.stopping.wait_for(|stopping| *stopping), if st.p.request.is_none() => Step::Stopping,
                 () = tokio::time::sleep_until(st.deadline) => Step::Lifetime,
                 item = tokio::time::timeout(st.p.idle, st.upstream.next()) => match item {
                     Ok(item) => Step::Upstream(item),
@@ -294,6 +311,7 @@ pub(crate) fn body(
                         _ => end(&mut st, End::Revoked),
                     }
                 }
+                Step::Stopping => end(&mut st, End::Stopping),
                 Step::Lifetime => end(&mut st, End::Lifetime),
                 Step::Idle => end(&mut st, End::Idle),
                 Step::Upstream(Some(Ok(chunk))) => match st.parser.feed(&chunk) {

@@ -312,3 +312,35 @@ async fn a_tool_list_replayed_on_a_resumed_get_stream_is_filtered(pool: PgPool) 
         );
     }
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_stopping_gateway_ends_its_get_streams_at_once_instead_of_holding_its_drain(
+    pool: PgPool,
+) {
+    let store = store(pool);
+    let (upstream, _task) = sse_upstream().await;
+    let ping = seed(&store, &format!("{upstream}/ping"), HIDE_GET_ENV).await;
+    let mut gw = gateway(&store, Settings::local(), Limits::InProcess).await;
+    let url = gw.url(&ping);
+    let streams: Vec<reqwest::Response> =
+        futures_util::future::join_all((0..3).map(|_| open_get(&url, &ping.token, &[]))).await;
+    assert!(streams.iter().all(|s| s.status() == 200));
+    let reading = tokio::spawn(futures_util::future::join_all(
+        streams
+            .into_iter()
+            .map(|s| read_to_end(s, Duration::from_secs(5))),
+    ));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let started = Instant::now();
+    gw.stop().await;
+    let stopped = started.elapsed();
+    // Far inside the drain period (DRAIN), which the streams would otherwise have held.
+    assert!(stopped < Duration::from_secs(2), "{stopped:?}");
+    for (text, took) in reading.await.unwrap() {
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert!(
+            text.starts_with("id: 1\ndata: \n\n") && text.contains(": ping\n\n"),
+            "{text}"
+        );
+    }
+}
