@@ -33,6 +33,8 @@ pub struct IngestConfig {
     pub stream: StreamConfig,
     /// This consumer's name in the group; unique per running ingester (e.g. the host name).
     pub consumer: String,
+    /// Which shards this ingester reads.
+    pub share: ShardShare,
     /// The most entries read from one shard per step.
     pub batch: usize,
     /// How long a write-ahead waits for its outcome before it is stored as unknown.
@@ -58,12 +60,46 @@ impl Default for IngestConfig {
                 ..StreamConfig::default()
             },
             consumer: "ingest-1".into(),
+            share: ShardShare::ALL,
             batch: 2000,
             grace: Duration::from_secs(120),
             claim_idle: Duration::from_secs(30),
             idle_sleep: Duration::from_millis(50),
             fill_wait: Duration::from_millis(100),
         }
+    }
+}
+
+/// The shards an ingester reads: those whose number modulo `of` is `index`.
+///
+/// The ingesters of one process split the shards this way ([`ShardShare::split`]), so they never
+/// compete for the same entries: an organisation's write-ahead and its outcome always reach the
+/// same ingester (together, in one batch, when the call was quick), each shard is polled once per
+/// step between them, and one organisation's batches (which lock its chain head in turn) are never
+/// divided between two. Ingesters in different processes each read every shard of their share,
+/// competing through the consumer group as usual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardShare {
+    pub index: u16,
+    pub of: u16,
+}
+
+impl ShardShare {
+    /// Every shard.
+    pub const ALL: ShardShare = ShardShare { index: 0, of: 1 };
+
+    /// One share each for `workers` ingesters over `shards` shards: at most one per shard, so
+    /// none is left without a shard.
+    pub fn split(workers: usize, shards: u16) -> Vec<ShardShare> {
+        let of = u16::try_from(workers)
+            .unwrap_or(u16::MAX)
+            .clamp(1, shards.max(1));
+        (0..of).map(|index| ShardShare { index, of }).collect()
+    }
+
+    /// This share's shards among `shards`.
+    pub fn shards(self, shards: u16) -> impl Iterator<Item = u16> {
+        (0..shards).filter(move |s| s % self.of.max(1) == self.index)
     }
 }
 
@@ -160,8 +196,12 @@ impl Ingester {
         &self.config
     }
 
+    fn shards(&self) -> impl Iterator<Item = u16> + use<> {
+        self.config.share.shards(self.config.stream.shards)
+    }
+
     async fn create_groups(&self) -> Result<(), Error> {
-        for shard in 0..self.config.stream.shards {
+        for shard in self.shards() {
             let mut con = self.connection.clone();
             // From "0": entries written before the first ingester started are read too.
             let created: redis::RedisResult<()> = redis::cmd("XGROUP")
@@ -188,12 +228,12 @@ impl Ingester {
         run_steps(&mut self, pacing, shutdown).await
     }
 
-    /// One pass over every shard: what is unsettled plus a new batch of every other shard, read in
+    /// One pass over every shard of its share: what is unsettled plus a new batch of every other shard, read in
     /// two pipelined round trips, stored in one transaction and acknowledged in one pipeline.
     pub async fn step(&mut self) -> Result<StepReport, Error> {
         let mut batches: Vec<Fetched> = Vec::new();
         let mut wanted: Vec<u16> = Vec::new();
-        for shard in 0..self.config.stream.shards {
+        for shard in self.shards() {
             match self.unsettled[usize::from(shard)].take() {
                 Some(f) => batches.push(f),
                 None => wanted.push(shard),
@@ -565,6 +605,20 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shares_of_a_split_cover_every_shard_once() {
+        for (workers, shards, expected) in [(1, 8, 1), (2, 8, 2), (3, 8, 3), (16, 8, 8), (0, 8, 1)]
+        {
+            let shares = ShardShare::split(workers, shards);
+            assert_eq!(shares.len(), expected, "{workers} workers, {shards} shards");
+            let mut seen: Vec<u16> = shares.iter().flat_map(|s| s.shards(shards)).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..shards).collect::<Vec<_>>());
+            assert!(shares.iter().all(|s| s.shards(shards).count() > 0));
+        }
+        assert_eq!(ShardShare::ALL.shards(3).collect::<Vec<_>>(), [0, 1, 2]);
+    }
 
     #[test]
     fn a_step_waits_for_more_unless_it_filled_a_batch() {

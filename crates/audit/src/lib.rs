@@ -23,7 +23,7 @@ pub use error::Error;
 pub use event::{
     AuditRecord, Outcome, UNKNOWN_OUTCOME_MESSAGE, audit_event_id_for, decision_from_gateway,
 };
-pub use ingest::{Fetched, GROUP, IngestConfig, Ingester, StepReport};
+pub use ingest::{Fetched, GROUP, IngestConfig, Ingester, ShardShare, StepReport};
 pub use journal::{Admission, Journal, StreamConfig, Ticket};
 pub use outbox::OutboxIngester;
 pub use redact::{audited_arguments, is_secret_key, redact};

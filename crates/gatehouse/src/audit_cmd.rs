@@ -64,8 +64,9 @@ pub(crate) struct IngestArgs {
     /// This ingester's consumer name in the group; unique per running instance.
     #[arg(long, env = "GATEHOUSE_INGEST_CONSUMER")]
     consumer: Option<String>,
-    /// Ingesters run in this process (each its own consumer, `<consumer>-<n>`): Postgres
-    /// inserts of different organisations then overlap.
+    /// Ingesters run in this process (each its own consumer, `<consumer>-<n>`, reading its own
+    /// share of the shards; at most one per shard): Postgres inserts of organisations on
+    /// different shards then overlap.
     #[arg(long, env = "GATEHOUSE_INGEST_WORKERS", default_value_t = 2)]
     workers: usize,
     /// The most entries read from one shard per batch.
@@ -286,19 +287,21 @@ impl Ingest {
         let mut tasks = tokio::task::JoinSet::new();
         match &self.redis {
             Some(redis) => {
-                for n in 0..self.workers {
+                let shares = audit::ShardShare::split(self.workers, self.config.stream.shards);
+                for share in &shares {
                     let mut config = self.config.clone();
-                    if self.workers > 1 {
-                        config.consumer = format!("{}-{n}", config.consumer);
+                    if shares.len() > 1 {
+                        config.consumer = format!("{}-{}", config.consumer, share.index);
                     }
+                    config.share = *share;
                     let ingester = audit::Ingester::connect(redis, store.clone(), config)
                         .await
                         .context("connecting to the audit streams")?;
                     tasks.spawn(ingester.run(until_stopped()));
                 }
                 tracing::info!(
-                    "ingesting audit events with {} consumer(s) named {:?}… from {} shard(s) of {:?}",
-                    self.workers,
+                    "ingesting audit events with {} consumer(s) named {:?}… from {} shard(s) of {:?}, split between them",
+                    shares.len(),
                     self.config.consumer,
                     self.config.stream.shards,
                     self.config.stream.prefix

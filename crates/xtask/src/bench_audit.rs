@@ -7,7 +7,8 @@
 //! entry acknowledged. Three ways, interleaved round by round so that they see the same machine:
 //! - `baseline`: one ingester stepping shard by shard, a transaction and an ack per shard (the
 //!   ingester's loop before it read every shard at once);
-//! - `ingest`: `--ingesters` instances of `audit::Ingester` in the consumer group, each step one
+//! - `ingest`: `--ingesters` instances of `audit::Ingester` in the consumer group, splitting the
+//!   shards between them as `gatehouse ingest --workers` does ([`audit::ShardShare`]), each step one
 //!   transaction and one ack pipeline across all shards;
 //! - `store only`: the same events, already parsed, through `Store::insert_audit_batch` in batches
 //!   of the size an ingester step stores: Postgres's own ceiling for this schema, without Redis.
@@ -18,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use audit::{AuditRecord, IngestConfig, Ingester, Journal, Outcome, StreamConfig};
+use audit::{AuditRecord, IngestConfig, Ingester, Journal, Outcome, ShardShare, StreamConfig};
 use sqlx::{Connection as _, Executor as _, PgConnection};
 use store::audit::{AuditDecision, NewAuditEvent};
 use store::secret::{Keyring, SealingKey};
@@ -236,9 +237,17 @@ async fn run_once(
         shards: o.shards,
         call_timeout: Duration::from_secs(5),
     };
+    // The ingesters of one `gatehouse ingest` process split the shards between them.
+    let ingesters = if mode == Mode::Baseline {
+        1
+    } else {
+        o.ingesters
+    };
+    let shares = ShardShare::split(ingesters, o.shards);
     let config = |k: usize| IngestConfig {
         stream: streams.clone(),
         consumer: format!("bench-{k}"),
+        share: shares[k],
         batch: o.batch,
         ..IngestConfig::default()
     };
@@ -262,14 +271,9 @@ async fn run_once(
         (stored, started.elapsed().as_secs_f64())
     } else {
         fill(redis_url, &streams, &orgs, o.events).await?;
-        let ingesters = if mode == Mode::Baseline {
-            1
-        } else {
-            o.ingesters
-        };
         let started = Instant::now();
         let mut handles = Vec::new();
-        for k in 0..ingesters {
+        for k in 0..shares.len() {
             let mut ingester = Ingester::connect(redis_url, store.clone(), config(k)).await?;
             let shards = o.shards;
             handles.push(tokio::spawn(async move {
@@ -308,7 +312,7 @@ async fn run_once(
     let rate = stored as f64 / took;
     let who = match mode {
         Mode::Baseline => "1 ingester".to_owned(),
-        Mode::Ingest => format!("{} ingester(s)", o.ingesters),
+        Mode::Ingest => format!("{} ingester(s)", shares.len()),
         Mode::StoreOnly => "insert_audit_batch".to_owned(),
     };
     println!(

@@ -348,3 +348,73 @@ async fn a_flush_of_the_outbox_waits_for_its_outcome_tasks(pool: PgPool) {
         );
     }
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn the_ingesters_of_one_process_split_the_shards_and_store_every_event_once(pool: PgPool) {
+    let store = store(pool);
+    let streams = StreamConfig {
+        shards: 4,
+        ..streams()
+    };
+    let journal = journal(&streams).await;
+    let mut orgs = Vec::new();
+    for i in 0..12 {
+        let org = store
+            .create_organisation(store::Actor::Operator, &format!("org-{i}"))
+            .await
+            .unwrap()
+            .organisation_id;
+        for call in 0..3 {
+            let ticket = journal
+                .write_ahead(record(org, &format!("req-{i}-{call}")))
+                .await
+                .unwrap();
+            journal.record_outcome(ticket, ok_outcome()).await.unwrap();
+        }
+        orgs.push(org);
+    }
+    let shares = audit::ShardShare::split(2, streams.shards);
+    assert_eq!(
+        shares
+            .iter()
+            .map(|s| s.shards(4).collect())
+            .collect::<Vec<Vec<u16>>>(),
+        [vec![0, 2], vec![1, 3]]
+    );
+    let mut ingesters = Vec::new();
+    for (k, share) in shares.into_iter().enumerate() {
+        let config = IngestConfig {
+            share,
+            ..crate::ingest_config(&streams, &format!("worker-{k}"))
+        };
+        ingesters.push(
+            Ingester::connect(&redis_url(), store.clone(), config)
+                .await
+                .unwrap(),
+        );
+    }
+    for (k, ingester) in ingesters.iter_mut().enumerate() {
+        let report = ingester.step().await.unwrap();
+        let mine = orgs
+            .iter()
+            .filter(|o| usize::from(streams.shard_of(**o) % 2) == k)
+            .count() as u64;
+        // Each write-ahead reaches the ingester of its outcome, in the same batch.
+        assert_eq!(
+            (report.read, report.inserted, report.deferred, report.acked),
+            (6 * mine, 3 * mine, 0, 6 * mine),
+            "worker {k}"
+        );
+        for org in &orgs {
+            let share = usize::from(streams.shard_of(*org) % 2);
+            let expected = if share <= k { 3 } else { 0 };
+            assert_eq!(stored(&store, *org).await.len(), expected, "worker {k}");
+        }
+    }
+    for org in &orgs {
+        assert_eq!(stored(&store, *org).await.len(), 3, "every event once");
+    }
+    for ingester in &mut ingesters {
+        assert_eq!(ingester.step().await.unwrap().read, 0);
+    }
+}

@@ -46,6 +46,7 @@ pub(crate) fn ingest_config(stream: &StreamConfig, consumer: &str) -> IngestConf
         stream: stream.clone(),
         consumer: consumer.into(),
         batch: 500,
+        share: audit::ShardShare::ALL,
         grace: Duration::from_millis(300),
         claim_idle: Duration::from_millis(150),
         idle_sleep: Duration::from_millis(10),
