@@ -237,6 +237,8 @@ pub(crate) fn run_ingest(args: IngestArgs) -> ExitCode {
         config: audit::IngestConfig {
             stream: args.stream.config(Duration::from_secs(5)),
             consumer,
+            // Split between the workers when they start.
+            share: audit::ShardShare::ALL,
             batch: args.batch,
             grace: Duration::from_secs(args.grace_secs),
             claim_idle: Duration::from_secs(args.claim_idle_secs.max(1)),
