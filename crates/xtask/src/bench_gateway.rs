@@ -715,6 +715,19 @@ http {{
             f.errors
         );
     }
+    // The upstream alone, on loopback, has a narrow spread on a quiet machine: a wide one means
+    // the machine itself stalled (other tenants of the host, timer slack), and p99s then say
+    // more about when its stalls fell than about the proxies.
+    let spread = direct.p99_ms / direct.p50_ms;
+    let noisy = spread > NOISY_SPREAD;
+    println!(
+        "machine noise: direct's p99 is {spread:.1}× its p50{}",
+        if noisy {
+            " — a noisy run (quiet runs here: 2–3×); its p99 comparisons are not reliable, run again"
+        } else {
+            " (quiet)"
+        }
+    );
     let added = |f: Figures| (f.p50_ms - direct.p50_ms, f.p99_ms - direct.p99_ms);
     let (n50, n99) = added(nginx);
     let (k50, k99) = added(nginx_ka);
@@ -753,6 +766,9 @@ http {{
         ratio(u99, n99),
         ratio(g99, k99)
     );
+    if noisy {
+        println!("        (a noisy run: see 'machine noise' above)");
+    }
     println!(
         "  {}  throughput: gateway {:.0} req/s = {rt:.2}× nginx's {:.0} (≥ 0.5×; unaudited {:.2}×; against nginx-ka {:.2}×)",
         verdict(rt >= 0.5),
@@ -780,6 +796,9 @@ http {{
     }
     Ok(())
 }
+
+/// Above this ratio of direct's p99 to its p50 a run counts as noisy.
+const NOISY_SPREAD: f64 = 4.0;
 
 /// The gateway's own latency histograms (`/metrics`): cumulative counts per bucket bound.
 #[derive(Debug, Default)]
