@@ -6,7 +6,8 @@
 //! (one read per token at a time), while that request and the ones after it go on with the view
 //! they have: a busy grant never waits for the store once it is cached, and no view is used
 //! longer than the TTL. Only a view past its whole TTL (a grant unused for that long, or a store
-//! that failed to answer the refresh) is read on a request's path.
+//! that failed to answer the refresh) is read on a request's path. After a refresh fails, none
+//! starts for a second, so a store that is down is not asked at the rate requests arrive.
 //!
 //! A generation counter closes the race between a load and an invalidation: a load that started
 //! before the latest invalidation does not put its (possibly stale) answer in the cache.
@@ -108,7 +109,14 @@ pub(crate) struct ConfigCache {
     /// an invalidation) wait for one read of the store instead of each making their own, and a
     /// background refresh holds the same gate.
     loading: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+    /// After a refresh failed (the store is down or slow), no refresh starts before this: views
+    /// in hand serve until their TTL either way, and a store that is struggling is not asked
+    /// again at the rate requests arrive.
+    refresh_paused_until: Mutex<Option<Instant>>,
 }
+
+/// How long background refreshes pause after one failed.
+const REFRESH_RETRY: Duration = Duration::from_secs(1);
 
 impl ConfigCache {
     pub(crate) fn new(store: Store, reads: Reads, ttl: Duration, negative_ttl: Duration) -> Self {
@@ -121,6 +129,7 @@ impl ConfigCache {
             entries: Mutex::new(HashMap::new()),
             negative: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
+            refresh_paused_until: Mutex::new(None),
         }
     }
 
@@ -149,7 +158,7 @@ impl ConfigCache {
         now: time::OffsetDateTime,
     ) -> Option<Lookup> {
         let (lookup, due) = self.cached(key, now)?;
-        if due {
+        if due && !self.refresh_paused() {
             let gate = self.gate(*key);
             // A read of this token already running (a refresh, or a request's) will do.
             match gate.clone().try_lock_owned() {
@@ -175,15 +184,34 @@ impl ConfigCache {
         let result = tokio::time::timeout(LOOKUP_TIMEOUT, read).await;
         drop(turn);
         self.release_gate(key, &gate);
-        match result {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(
-                error = format!("{e:#}"),
-                "cannot refresh a cached grant configuration"
-            ),
-            Err(_) => tracing::warn!(
-                "refreshing a cached grant configuration took longer than {LOOKUP_TIMEOUT:?}"
-            ),
+        let failed = match result {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(_) => format!("no answer within {LOOKUP_TIMEOUT:?}"),
+        };
+        *self
+            .refresh_paused_until
+            .lock()
+            .expect("refresh pause lock") = Some(Instant::now() + REFRESH_RETRY);
+        tracing::warn!(
+            error = failed,
+            retry_in = ?REFRESH_RETRY,
+            "cannot refresh a cached grant configuration; the view in hand serves until its TTL"
+        );
+    }
+
+    fn refresh_paused(&self) -> bool {
+        let mut paused = self
+            .refresh_paused_until
+            .lock()
+            .expect("refresh pause lock");
+        match *paused {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                *paused = None;
+                false
+            }
+            None => false,
         }
     }
 

@@ -114,6 +114,41 @@ async fn config_reads(gw: &Gw, waited: &str) -> u64 {
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
+async fn with_the_store_down_a_cached_grant_serves_until_its_ttl_and_refreshes_back_off(
+    pool: PgPool,
+) {
+    let store = store(pool.clone());
+    let sim = sim(SimConfig::default()).await;
+    let seed = seed(&store, &sim.url, SEED_POLICY).await;
+    let ttl = Duration::from_millis(1600);
+    let mut settings = Settings::local();
+    settings.config_ttl = ttl;
+    // Limiter, audit journal and invalidations in Redis: only the configuration needs Postgres.
+    let gw = gateway(&store, settings, Limits::Redis { channel: channel() }).await;
+    let mut session = Session::open(&gw.url(&seed), &seed.token).await;
+    let cached = Instant::now();
+    let read_on_requests = config_reads(&gw, "request").await;
+    pool.close().await;
+    tokio::time::sleep(ttl / 2 + Duration::from_millis(50)).await;
+    // Every request past half the TTL finds the view due; the first refresh fails.
+    while cached.elapsed() < ttl - Duration::from_millis(200) {
+        assert_eq!(session.tool_names().await, vec!["retry_task"]);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        config_reads(&gw, "refresh").await,
+        1,
+        "a failed refresh is not retried at the rate requests arrive"
+    );
+    assert_eq!(config_reads(&gw, "request").await, read_on_requests);
+    // Past the TTL the view is not used: the request reads the store, and fails clearly.
+    tokio::time::sleep(ttl.saturating_sub(cached.elapsed()) + Duration::from_millis(50)).await;
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let answer = post(&gw.url(&seed), Some(&seed.token), ping, &[]).await;
+    assert_eq!(answer.status, 503, "{answer:?}");
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
 async fn a_busy_grant_never_waits_for_the_store_and_still_sees_changes_within_the_ttl(
     pool: PgPool,
 ) {
