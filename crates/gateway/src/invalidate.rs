@@ -1,7 +1,12 @@
-//! Configuration invalidation over Redis pub/sub: commands that change what a gateway caches
-//! (policy publish, grant revoke or rotate, server changes) publish one message; every replica
-//! subscribed empties its cache. Lost messages (a replica disconnected from Redis) are covered by
-//! emptying the cache on every reconnect and by the cache's TTL.
+//! Configuration invalidation, two ways:
+//! - over Redis pub/sub: commands that change what a gateway caches (policy publish, grant revoke
+//!   or rotate, server changes) publish one message; every replica subscribed empties its cache
+//!   at once, and again on every reconnect (it may have missed messages meanwhile);
+//! - from the store: every such change also moves the configuration epoch
+//!   ([`store::Store::config_epoch`]) in its own transaction, and every replica reads it every
+//!   [`EPOCH_EVERY`], emptying its cache when it moved. This is what makes "within a second" hold
+//!   when an announcement is lost (the publisher died after its commit, Redis was down, a
+//!   subscription broke without the connection noticing) and without Redis at all.
 
 use std::time::Duration;
 
@@ -47,5 +52,49 @@ pub(crate) async fn listen(client: redis::Client, channel: String, on_change: im
         }
         on_change();
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// How often a replica reads the store's configuration epoch: a change is seen at most this long
+/// after it committed (plus one read), well inside the second DESIGN.md §11 allows.
+pub(crate) const EPOCH_EVERY: Duration = Duration::from_millis(400);
+
+/// Reads the store's configuration epoch every `every`, for as long as the gateway lives, and
+/// empties its cache whenever the epoch moved since the last read. While the store is
+/// unreachable nothing is emptied (a cached view still serves until its TTL); the first read
+/// after it answers again compares with the last epoch seen before. The first read only sets the
+/// mark: a new replica's cache starts empty.
+pub(crate) async fn watch_epoch(gateway: std::sync::Weak<crate::Inner>, every: Duration) {
+    let mut seen: Option<i64> = None;
+    let mut failing = false;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(store) = gateway.upgrade().map(|inner| inner.store.clone()) else {
+            return;
+        };
+        let read = tokio::time::timeout(Duration::from_secs(1), store.config_epoch()).await;
+        let failure = match read {
+            Ok(Ok(epoch)) => {
+                if seen.is_some_and(|s| s != epoch)
+                    && let Some(inner) = gateway.upgrade()
+                {
+                    (crate::Gateway { inner }).invalidate_all();
+                }
+                seen = Some(epoch);
+                failing = false;
+                continue;
+            }
+            Ok(Err(e)) => format!("{e}"),
+            Err(_) => "no answer within 1 s".to_owned(),
+        };
+        if !failing {
+            tracing::warn!(
+                error = failure,
+                "cannot read the configuration epoch; retrying"
+            );
+        }
+        failing = true;
     }
 }

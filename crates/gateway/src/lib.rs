@@ -131,14 +131,20 @@ impl Gateway {
                 approval_signal: approval::ApprovalSignal::default(),
             }),
         };
+        let runtime = tokio::runtime::Handle::try_current()
+            .context("a gateway is built inside a Tokio runtime")?;
         // Open streams follow their grant's configuration for as long as the gateway lives.
-        tokio::runtime::Handle::try_current()
-            .context("a gateway is built inside a Tokio runtime")?
-            .spawn(streams::recheck_forever(
-                Arc::downgrade(&gateway.inner),
-                gateway.inner.streams.clone(),
-                recheck_every,
-            ));
+        runtime.spawn(streams::recheck_forever(
+            Arc::downgrade(&gateway.inner),
+            gateway.inner.streams.clone(),
+            recheck_every,
+        ));
+        // A configuration change reaches this replica within a second whether or not its Redis
+        // announcement does.
+        runtime.spawn(invalidate::watch_epoch(
+            Arc::downgrade(&gateway.inner),
+            invalidate::EPOCH_EVERY,
+        ));
         Ok(gateway)
     }
 

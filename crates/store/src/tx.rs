@@ -58,6 +58,18 @@ impl Store {
         Ok(())
     }
 
+    /// The configuration epoch: a counter every change to what a gateway caches per grant (the
+    /// grant, its server, its policy's current version, the pinned tools) moves forward when it
+    /// commits (migration `config_epoch`). A gateway that sees it move empties its cache.
+    pub async fn config_epoch(&self) -> Result<i64> {
+        let mut tx = self.begin_unscoped().await?;
+        let epoch = sqlx::query_scalar!(r#"select gatehouse_config_epoch() as "epoch!""#)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(epoch)
+    }
+
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
     }

@@ -323,3 +323,45 @@ async fn grants_are_found_by_token_and_stop_working_when_revoked_or_rotated(pool
         ]
     );
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn every_change_a_gateway_caches_moves_the_configuration_epoch_and_use_does_not(
+    pool: PgPool,
+) {
+    let store = store(pool);
+    let org = org(&store, "acme").await;
+    let mut last = store.config_epoch().await.unwrap();
+    let mut moved = async |what: &str| {
+        let now = store.config_epoch().await.unwrap();
+        assert!(now > last, "{what} did not move the epoch");
+        last = now;
+    };
+    let server = server(&store, org, "acs").await;
+    moved("a new server").await;
+    publish(&store, org, server, "default").await;
+    moved("a published policy").await;
+    let grant = mint(&store, org, server, "noc").await.grant.grant_id;
+    moved("a minted grant").await;
+    let mut tx = store.begin(org).await.unwrap();
+    rotate_grant(&mut tx, Actor::Operator, grant).await.unwrap();
+    tx.commit().await.unwrap();
+    moved("a rotation").await;
+
+    // What gateways write as they serve does not empty every replica's cache.
+    let mut tx = store.begin(org).await.unwrap();
+    store::grant::touch_grant_last_used(&mut tx, grant)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.config_epoch().await.unwrap(), last, "last use");
+    // Nor does a change rolled back.
+    let mut tx = store.begin(org).await.unwrap();
+    revoke_grant(&mut tx, Actor::Operator, grant).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(store.config_epoch().await.unwrap(), last, "rolled back");
+
+    let mut tx = store.begin(org).await.unwrap();
+    revoke_grant(&mut tx, Actor::Operator, grant).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.config_epoch().await.unwrap() > last, "a revocation");
+}
