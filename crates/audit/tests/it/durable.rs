@@ -117,13 +117,7 @@ async fn an_ingester_killed_mid_batch_loses_nothing_and_duplicates_nothing(pool:
     let org = org(&store).await;
     let streams = streams();
     let journal = journal(&streams).await;
-    for i in 0..50 {
-        let t = journal
-            .write_ahead(record(org, &format!("req-{i}")))
-            .await
-            .unwrap();
-        journal.record_outcome(t, ok_outcome()).await.unwrap();
-    }
+    answered_calls(&journal, org, "req-", 50).await;
     // Consumer `a` reads every entry and dies before storing or acknowledging.
     let mut a = ingester(&store, &streams, "a").await;
     let shard = streams.shard_of(org);
@@ -364,13 +358,7 @@ async fn the_ingesters_of_one_process_split_the_shards_and_store_every_event_onc
             .await
             .unwrap()
             .organisation_id;
-        for call in 0..3 {
-            let ticket = journal
-                .write_ahead(record(org, &format!("req-{i}-{call}")))
-                .await
-                .unwrap();
-            journal.record_outcome(ticket, ok_outcome()).await.unwrap();
-        }
+        answered_calls(&journal, org, &format!("req-{i}-"), 3).await;
         orgs.push(org);
     }
     let shares = audit::ShardShare::split(2, streams.shards);

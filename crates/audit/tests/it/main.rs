@@ -91,6 +91,17 @@ pub(crate) fn record(org: OrgId, request_id: &str) -> AuditRecord {
     }
 }
 
+/// `n` calls of `org` written ahead, each with its outcome appended: request ids `<prefix><i>`.
+pub(crate) async fn answered_calls(journal: &Journal, org: OrgId, prefix: &str, n: usize) {
+    for i in 0..n {
+        let ticket = journal
+            .write_ahead(record(org, &format!("{prefix}{i}")))
+            .await
+            .unwrap();
+        journal.record_outcome(ticket, ok_outcome()).await.unwrap();
+    }
+}
+
 pub(crate) fn ok_outcome() -> Outcome {
     Outcome::Known {
         upstream_status: Some(200),

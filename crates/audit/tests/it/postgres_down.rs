@@ -128,13 +128,7 @@ async fn postgres_down_means_retry_without_ack_then_everything_arrives() {
     let org = crate::org(&store).await;
     let streams = streams();
     let journal = journal(&streams).await;
-    for i in 0..40 {
-        let t = journal
-            .write_ahead(record(org, &format!("r{i}")))
-            .await
-            .unwrap();
-        journal.record_outcome(t, ok_outcome()).await.unwrap();
-    }
+    crate::answered_calls(&journal, org, "r", 40).await;
 
     let mut ingester = ingester(&store, &streams, "a").await;
     tokio::task::block_in_place(|| pg.ctl("stop"));
