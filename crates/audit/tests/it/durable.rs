@@ -406,3 +406,32 @@ async fn the_ingesters_of_one_process_split_the_shards_and_store_every_event_onc
         assert_eq!(ingester.step().await.unwrap().read, 0);
     }
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_batch_larger_than_one_ack_command_is_acknowledged_and_deleted_whole(pool: PgPool) {
+    let store = store(pool);
+    let org = org(&store).await;
+    let streams = streams();
+    let journal = journal(&streams).await;
+    // 240 calls: one step reads their 480 entries (the test batch is 500), acknowledged in two
+    // commands of at most 256 ids.
+    answered_calls(&journal, org, "req-", 240).await;
+    let mut ingester = ingester(&store, &streams, "a").await;
+    let report = ingester.step().await.unwrap();
+    assert_eq!(
+        (report.read, report.inserted, report.acked),
+        (480, 240, 480)
+    );
+    let mut con = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let left: u64 = redis::cmd("XLEN")
+        .arg(streams.stream_key(streams.shard_of(org)))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "every entry deleted");
+    assert_eq!(stored(&store, org).await.len(), 240);
+}
