@@ -422,16 +422,6 @@ async fn a_batch_larger_than_one_ack_command_is_acknowledged_and_deleted_whole(p
         (report.read, report.inserted, report.acked),
         (480, 240, 480)
     );
-    let mut con = redis::Client::open(redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let left: u64 = redis::cmd("XLEN")
-        .arg(streams.stream_key(streams.shard_of(org)))
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    assert_eq!(left, 0, "every entry deleted");
+    assert_eq!(stream_len(&streams, org).await, 0, "every entry deleted");
     assert_eq!(stored(&store, org).await.len(), 240);
 }

@@ -102,6 +102,20 @@ pub(crate) async fn answered_calls(journal: &Journal, org: OrgId, prefix: &str, 
     }
 }
 
+/// How many entries `org`'s shard stream holds.
+pub(crate) async fn stream_len(streams: &StreamConfig, org: OrgId) -> u64 {
+    let mut con = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("XLEN")
+        .arg(streams.stream_key(streams.shard_of(org)))
+        .query_async(&mut con)
+        .await
+        .unwrap()
+}
+
 pub(crate) fn ok_outcome() -> Outcome {
     Outcome::Known {
         upstream_status: Some(200),

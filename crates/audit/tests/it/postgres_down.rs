@@ -136,17 +136,7 @@ async fn postgres_down_means_retry_without_ack_then_everything_arrives() {
         assert!(ingester.step().await.is_err(), "Postgres is down");
     }
     // Nothing was acknowledged: all 80 entries are still in the stream.
-    let mut con = redis::Client::open(crate::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let len: u64 = redis::cmd("XLEN")
-        .arg(streams.stream_key(streams.shard_of(org)))
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    assert_eq!(len, 80);
+    assert_eq!(crate::stream_len(&streams, org).await, 80);
 
     tokio::task::block_in_place(|| pg.ctl("start"));
     // More arrive meanwhile.
