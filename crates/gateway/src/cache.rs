@@ -201,18 +201,10 @@ impl ConfigCache {
     }
 
     fn refresh_paused(&self) -> bool {
-        let mut paused = self
-            .refresh_paused_until
+        self.refresh_paused_until
             .lock()
-            .expect("refresh pause lock");
-        match *paused {
-            Some(until) if Instant::now() < until => true,
-            Some(_) => {
-                *paused = None;
-                false
-            }
-            None => false,
-        }
+            .expect("refresh pause lock")
+            .is_some_and(|until| Instant::now() < until)
     }
 
     fn remembered_negative(&self, key: &[u8; 32]) -> Option<Lookup> {
