@@ -3,11 +3,13 @@
 //! the TypeScript SDK's client: allowed, denied, hidden, and the upstream's credentials injected.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use store::secret::{Keyring, SealingKey};
+use store::{Actor, OrgId, Role, ServerId, Store};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -46,16 +48,44 @@ fn peers_dir() -> PathBuf {
     dir
 }
 
-#[test]
-fn up_demo_serves_the_demo_upstream_through_the_gateway() {
-    // A short path: the private cluster's Unix socket lives in it.
-    let data_dir = std::env::temp_dir().join(format!("gh-up-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
+/// `gatehouse up --demo` on ports of its own, with `extra` arguments and environment; returns
+/// the process and its banner once it printed "Stop with Ctrl-C".
+struct Started {
+    /// Stopped (Ctrl-C) when the test drops it.
+    _up: Up,
+    banner: String,
+    public_url: String,
+    admin_port: u16,
+}
+
+impl Started {
+    fn field(&self, label: &str) -> String {
+        self.banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .unwrap_or_else(|| panic!("banner lacks {label}:\n{}", self.banner))
+            .trim()
+            .to_owned()
+    }
+
+    fn proxy_url(&self) -> String {
+        self.field("Proxy URL")
+    }
+
+    fn token(&self) -> String {
+        self.field("Grant token")
+            .trim_start_matches("Authorization: Bearer ")
+            .to_owned()
+    }
+}
+
+fn start_up(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Started {
     let (gateway_port, upstream_port, admin_port) = (free_port(), free_port(), free_port());
     let public_url = format!("http://127.0.0.1:{gateway_port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command
         .args(["up", "--demo", "--data-dir"])
-        .arg(&data_dir)
+        .arg(data_dir)
         .args([
             "--listen",
             &format!("127.0.0.1:{gateway_port}"),
@@ -67,17 +97,17 @@ fn up_demo_serves_the_demo_upstream_through_the_gateway() {
             &format!("127.0.0.1:{upstream_port}"),
         ])
         .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .args(extra)
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env_remove("GATEHOUSE_SECRET_KEY")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gatehouse up starts");
+        .stderr(Stdio::null());
+    let mut child = command.spawn().expect("gatehouse up starts");
     let stdout = child.stdout.take().unwrap();
     let up = Up(child);
 
-    // The banner names the proxy URL and the token.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -93,18 +123,48 @@ fn up_demo_serves_the_demo_upstream_through_the_gateway() {
         banner.push_str(&line);
         banner.push('\n');
     }
-    let field = |label: &str| -> String {
-        banner
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(label))
-            .unwrap_or_else(|| panic!("banner lacks {label}:\n{banner}"))
-            .trim()
-            .to_owned()
-    };
-    let proxy_url = field("Proxy URL");
-    let token = field("Grant token")
-        .trim_start_matches("Authorization: Bearer ")
-        .to_owned();
+    Started {
+        _up: up,
+        banner,
+        public_url,
+        admin_port,
+    }
+}
+
+/// Runs the TypeScript SDK client with `plan` against `proxy_url`; its JSON report.
+fn sdk_client(proxy_url: &str, plan: &Value) -> std::process::Child {
+    Command::new("node")
+        .arg(peers_dir().join("sdk-client.mjs"))
+        .arg(proxy_url)
+        .arg(plan.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs")
+}
+
+fn report(out: std::process::Output) -> Value {
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "{result:#}");
+    result
+}
+
+#[test]
+fn up_demo_serves_the_demo_upstream_through_the_gateway() {
+    // A short path: the private cluster's Unix socket lives in it.
+    let data_dir = std::env::temp_dir().join(format!("gh-up-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let started = start_up(&data_dir, &[], &[]);
+    let (banner, public_url, admin_port) =
+        (&started.banner, &started.public_url, started.admin_port);
+    let proxy_url = started.proxy_url();
+    let token = started.token();
     assert!(
         proxy_url.starts_with(&format!("{public_url}/mcp/")),
         "{banner}"
@@ -138,20 +198,7 @@ fn up_demo_serves_the_demo_upstream_through_the_gateway() {
             {"name": "download_firmware", "arguments": {"device_id": "00236A-SmartRG585-SMRT00236a42", "file_id": "fw.bin"}},
         ]
     });
-    let out = Command::new("node")
-        .arg(peers_dir().join("sdk-client.mjs"))
-        .arg(&proxy_url)
-        .arg(plan.to_string())
-        .output()
-        .expect("node runs");
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(out.status.success(), "{result:#}");
+    let result = report(sdk_client(&proxy_url, &plan).wait_with_output().unwrap());
 
     let tools: Vec<&str> = result["tools"]
         .as_array()
@@ -192,6 +239,120 @@ fn up_demo_serves_the_demo_upstream_through_the_gateway() {
         "/tools/download_firmware/action"
     );
 
-    drop(up);
+    drop(started);
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// `up` is one process, so a decision in its admin app wakes the call its gateway holds at once
+/// through the in-process hook: no Redis, and the store is re-read only every ten minutes, so
+/// the call can only come back quickly through the hook.
+#[tokio::test]
+async fn up_wakes_a_held_call_the_moment_its_admin_app_decides() {
+    let db = crate::store_cli::FreshDatabase::create().await;
+    let data_dir = std::env::temp_dir().join(format!("gh-up-approve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let started = start_up(
+        &data_dir,
+        &["--approval-poll-ms", "600000"],
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("GATEHOUSE_SECRET_KEY", crate::store_cli::KEY),
+        ],
+    );
+    let demo: Value =
+        serde_json::from_str(&std::fs::read_to_string(data_dir.join("demo.json")).unwrap())
+            .unwrap();
+    let org: OrgId = demo["organisation_id"].as_str().unwrap().parse().unwrap();
+    let server: ServerId = demo["server_id"].as_str().unwrap().parse().unwrap();
+
+    // The grant's policy now holds reboots for a human, and a policy manager's API key decides.
+    let key = SealingKey::from_base64(1, crate::store_cli::KEY).unwrap();
+    let store = Store::connect(&db.url, Keyring::new(key)).await.unwrap();
+    let mut tx = store.begin(org).await.unwrap();
+    store::policy::publish_policy_version(
+        &mut tx,
+        Actor::Operator,
+        server,
+        "default",
+        r#"{"version": "1", "default": "deny", "tools": {"reboot_device": {"approval": {"timeout": "10m", "wait": "20s"}}}}"#,
+        Some("reboots need an approval"),
+    )
+    .await
+    .unwrap();
+    let api_key = store::api_key::mint_api_key(
+        &mut tx,
+        Actor::Operator,
+        "noc lead",
+        Role::PolicyManager,
+        None,
+    )
+    .await
+    .unwrap()
+    .token
+    .expose()
+    .clone();
+    tx.commit().await.unwrap();
+    // An edit reaches the gateway within a second (DESIGN.md §11).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let plan = json!({
+        "token": started.token(),
+        "calls": [{"name": "reboot_device", "arguments": {"device_id": "00236A-SmartRG585-SMRT00236a42"}}],
+    });
+    let agent = sdk_client(&started.proxy_url(), &plan);
+
+    let api = format!("http://127.0.0.1:{}/api/v1", started.admin_port);
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let approval = loop {
+        let page: Value = http
+            .get(format!("{api}/approvals?status=pending"))
+            .bearer_auth(&api_key)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(id) = page["approvals"][0]["id"].as_str() {
+            assert_eq!(page["approvals"][0]["tool"], "reboot_device", "{page:#}");
+            break id.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no approval opened: {page:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let approved_at = Instant::now();
+    http.post(format!("{api}/approvals/{approval}/approve"))
+        .bearer_auth(&api_key)
+        .json(&json!({"comment": "maintenance window"}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+
+    let out = tokio::task::spawn_blocking(move || agent.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let woke_after = approved_at.elapsed();
+    let result = report(out);
+    let call = &result["calls"][0]["result"];
+    assert_eq!(call["isError"], false, "{call:#}");
+    assert!(
+        !call["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("[APPROVAL PENDING]"),
+        "the approved reboot went through, not a pending answer: {call:#}"
+    );
+    assert!(
+        woke_after < Duration::from_secs(3),
+        "the held call came back {woke_after:?} after the approval (the poll is ten minutes, the wait 20 s): {call:#}"
+    );
+
+    drop(started);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    db.drop().await;
 }
