@@ -71,15 +71,13 @@ pub(crate) async fn watch_epoch(gateway: std::sync::Weak<crate::Inner>, every: D
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(store) = gateway.upgrade().map(|inner| inner.store.clone()) else {
+        let Some(inner) = gateway.upgrade() else {
             return;
         };
-        let read = tokio::time::timeout(Duration::from_secs(1), store.config_epoch()).await;
+        let read = tokio::time::timeout(Duration::from_secs(1), inner.store.config_epoch()).await;
         let failure = match read {
             Ok(Ok(epoch)) => {
-                if seen.is_some_and(|s| s != epoch)
-                    && let Some(inner) = gateway.upgrade()
-                {
+                if seen.is_some_and(|s| s != epoch) {
                     (crate::Gateway { inner }).invalidate_all();
                 }
                 seen = Some(epoch);

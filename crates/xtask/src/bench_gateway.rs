@@ -250,9 +250,7 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         && let Ok(mut con) = client.get_multiplexed_async_connection().await
     {
         let mut del = redis::cmd("DEL");
-        for shard in 0..audit::StreamConfig::default().shards {
-            del.arg(format!("{stream_prefix}:{{{shard}}}"));
-        }
+        del.arg(stream_keys(&stream_prefix));
         let _: redis::RedisResult<i64> = del.query_async(&mut con).await;
     }
     admin
@@ -271,6 +269,15 @@ struct Infra {
     stream_prefix: String,
 }
 
+/// The keys of the run's audit shard streams, named as its gateway and ingester name them.
+fn stream_keys(prefix: &str) -> Vec<String> {
+    let streams = audit::StreamConfig {
+        prefix: prefix.to_owned(),
+        ..audit::StreamConfig::default()
+    };
+    (0..streams.shards).map(|s| streams.stream_key(s)).collect()
+}
+
 /// The gateway's place among the targets (`unaudited` follows it).
 const GATEWAY: usize = 3;
 
@@ -287,9 +294,7 @@ impl Backlog {
             .get_multiplexed_async_connection()
             .await
             .context("connecting to REDIS_URL")?;
-        let streams = (0..audit::StreamConfig::default().shards)
-            .map(|shard| format!("{}:{{{shard}}}", infra.stream_prefix))
-            .collect();
+        let streams = stream_keys(&infra.stream_prefix);
         Ok(Backlog { con, streams })
     }
 
